@@ -1,0 +1,5 @@
+//! The pure core: no I/O, no clock, no `worker` crate. Everything here builds and is
+//! tested natively; "now" is always a parameter.
+
+pub mod types;
+pub mod webhook;
