@@ -1,0 +1,139 @@
+//! `POST /webhooks/shopify`: authenticate, record durably, answer. Routing of the recorded
+//! order happens in the same D1 batch as the delivery record.
+
+use serde::Deserialize;
+use worker::{Date, Env, Request, Response};
+
+use super::config;
+use super::http::{error, json, unavailable};
+use super::store::{NewDelivery, Store, StoreError};
+use crate::core::webhook::{self, body_ref, Rejection, ShopifyId, Topic, MAX_BODY_BYTES};
+
+/// How long Shopify should wait before retrying when storage is down.
+const RETRY_AFTER_SECS: u32 = 10;
+
+struct Headers<'a>(&'a worker::Headers);
+
+impl webhook::HeaderSource for Headers<'_> {
+    fn header(&self, lower_name: &str) -> Option<String> {
+        self.0.get(lower_name).ok().flatten()
+    }
+}
+
+fn reject(r: Rejection) -> Response {
+    error(r.status(), r.code(), &r.detail())
+}
+
+pub async fn handle(mut req: Request, env: &Env) -> Response {
+    let Some(cfg) = config::webhook(env) else {
+        worker::console_error!("SHOPIFY_WEBHOOK_SECRET is not set: refusing deliveries");
+        return reject(Rejection::Unauthorized);
+    };
+    // Refuse a declared oversize body before reading it.
+    let declared =
+        req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return reject(Rejection::TooLarge { limit: MAX_BODY_BYTES });
+    }
+    let body = match req.bytes().await {
+        Ok(b) => b,
+        Err(_) => return error(400, "unreadable_body", "the request body could not be read"),
+    };
+    let delivery = match webhook::check(&Headers(req.headers()), &body, &cfg) {
+        Ok(d) => d,
+        Err(r) => return reject(r),
+    };
+    let Ok(db) = env.d1(config::DB) else {
+        worker::console_error!("D1 binding {} missing", config::DB);
+        return unavailable(RETRY_AFTER_SECS);
+    };
+    let store = Store::new(db);
+    match record(&store, &delivery, &body).await {
+        Ok(Recorded { status, review }) => {
+            json(200, &serde_json::json!({ "status": status, "held_for_review": review }))
+        }
+        Err(StoreError::Conflict) => json(200, &serde_json::json!({ "status": "duplicate" })),
+        Err(StoreError::Unavailable(e)) => {
+            worker::console_error!("recording delivery failed: {e}");
+            unavailable(RETRY_AFTER_SECS)
+        }
+    }
+}
+
+struct Recorded {
+    status: &'static str,
+    review: bool,
+}
+
+#[derive(Deserialize)]
+struct RedactBody {
+    customer: Option<RedactCustomer>,
+    #[serde(default)]
+    orders_to_redact: Vec<ShopifyId>,
+}
+
+#[derive(Deserialize)]
+struct RedactCustomer {
+    id: Option<ShopifyId>,
+}
+
+async fn record(store: &Store, d: &webhook::Delivery, body: &[u8]) -> Result<Recorded, StoreError> {
+    // A repeat is answered from the unique key without re-running anything.
+    if store.delivery_id(&d.shop, &d.webhook_id).await?.is_some() {
+        return Err(StoreError::Conflict);
+    }
+    let received_ms = Date::now().as_millis() as i64;
+    let mut new = NewDelivery {
+        delivery: d,
+        received_ms,
+        outcome: "accepted",
+        detail: None,
+        order_id: None,
+        customer_id: None,
+        body: None,
+    };
+    let Some(topic) = Topic::parse(&d.topic) else {
+        new.outcome = "ignored";
+        store.batch(store.record_delivery(&new)?).await?;
+        return Ok(Recorded { status: "ignored", review: false });
+    };
+    let mut extra = Vec::new();
+    let parsed = body_ref(topic, body);
+    let (order_id, customer_id, detail) = match &parsed {
+        Ok(r) => {
+            (r.order_id.as_ref().map(|i| i.0.clone()), r.customer_id.as_ref().map(|i| i.0.clone()), None)
+        }
+        Err(e) => (None, None, Some(e.0.clone())),
+    };
+    new.order_id = order_id.as_deref();
+    new.customer_id = customer_id.as_deref();
+    match topic {
+        Topic::CustomersRedact | Topic::ShopRedact => {
+            // Privacy requests: erase, and keep no copy of the request body itself.
+            let req: Result<RedactBody, _> = serde_json::from_slice(body);
+            match (topic, req) {
+                (Topic::ShopRedact, _) => extra.extend(store.erase_shop(&d.shop)?),
+                (_, Ok(r)) => {
+                    let ids: Vec<String> = r.orders_to_redact.into_iter().map(|i| i.0).collect();
+                    let cust = r.customer.and_then(|c| c.id).map(|i| i.0).unwrap_or_default();
+                    extra.extend(store.erase_customer(&d.shop, &cust, &ids)?);
+                }
+                (_, Err(_)) => {
+                    new.outcome = "review";
+                    new.detail = Some("privacy request body could not be read");
+                }
+            }
+        }
+        _ => {
+            new.body = Some(body);
+            if detail.is_some() {
+                new.outcome = "review";
+                new.detail = detail.as_deref();
+            }
+        }
+    }
+    let mut statements = store.record_delivery(&new)?;
+    statements.extend(extra);
+    store.batch(statements).await?;
+    Ok(Recorded { status: "accepted", review: new.outcome == "review" })
+}
