@@ -1,0 +1,131 @@
+// POST /webhooks/shopify through the real Worker under `wrangler dev`.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { startStack, SECRET, PREVIOUS_SECRET, SHOP } from '../support/stack.mjs';
+import { deliver, fixture, sign } from '../support/shopify.mjs';
+
+let stack;
+before(async () => { stack = await startStack(); });
+after(async () => { await stack?.stop(); });
+
+const order = fixture('orders-create.json');
+const send = (raw, opts = {}) => deliver(stack.url, raw, { secret: SECRET, shop: SHOP, ...opts });
+const rowsFor = (webhookId) => stack.sql(`SELECT * FROM deliveries WHERE webhook_id = '${webhookId}'`);
+
+test('healthz reports ok and the version', async () => {
+  const r = await fetch(`${stack.url}/healthz`);
+  assert.equal(r.status, 200);
+  const body = await r.json();
+  assert.equal(body.ok, true);
+  assert.match(body.version, /^\d+\.\d+\.\d+$/);
+});
+
+test('a valid delivery is recorded once, with its metadata and exact order id', async () => {
+  const id = randomUUID();
+  const r = await send(order, { webhookId: id, triggeredAt: '2026-11-27T10:00:00.000Z' });
+  assert.equal(r.status, 200);
+  assert.equal(r.body.status, 'accepted');
+  const rows = await rowsFor(id);
+  assert.equal(rows.length, 1);
+  const row = rows[0];
+  assert.equal(row.shop, SHOP);
+  assert.equal(row.topic, 'orders/create');
+  assert.equal(row.order_id, '820982911946154508');
+  assert.equal(row.outcome, 'accepted');
+  assert.equal(row.body_size, Buffer.byteLength(order));
+  assert.equal(row.triggered_at, '2026-11-27T10:00:00.000Z');
+  assert.equal(row.api_version, '2026-04');
+  assert.match(row.body_sha256, /^[0-9a-f]{64}$/);
+  const bodies = await stack.sql(`SELECT b.body, b.customer_id FROM delivery_bodies b JOIN deliveries d ON d.id = b.delivery_id WHERE d.webhook_id = '${id}'`);
+  assert.equal(bodies.length, 1);
+  assert.equal(bodies[0].body, order, 'raw body kept byte for byte');
+  assert.equal(bodies[0].customer_id, '115310627314723950');
+});
+
+test('the same delivery five times at once makes one row and four duplicates', async () => {
+  const id = randomUUID();
+  const results = await Promise.all(Array.from({ length: 5 }, () => send(order, { webhookId: id })));
+  assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200, 200]);
+  const statuses = results.map((r) => r.body.status).sort();
+  assert.deepEqual(statuses, ['accepted', 'duplicate', 'duplicate', 'duplicate', 'duplicate']);
+  assert.equal((await rowsFor(id)).length, 1);
+});
+
+test('the previous secret is accepted during a rotation', async () => {
+  const id = randomUUID();
+  const r = await send(order, { webhookId: id, secret: PREVIOUS_SECRET });
+  assert.equal(r.status, 200);
+  assert.equal((await rowsFor(id)).length, 1);
+});
+
+test('refused deliveries get the contract status, a JSON error and no row', async () => {
+  const cases = [
+    ['tampered body', 401, 'invalid_hmac', (id) => deliver(stack.url, order.replace('"voided"', '"paid"'), {
+      shop: SHOP, secret: SECRET, webhookId: id, headers: { 'X-Shopify-Hmac-Sha256': sign(SECRET, order) } })],
+    ['wrong secret', 401, 'invalid_hmac', (id) => send(order, { webhookId: id, secret: 'not-the-secret' })],
+    ['missing HMAC', 401, 'invalid_hmac', (id) => send(order, { webhookId: id, headers: { 'x-shopify-hmac-sha256': null } })],
+    ['missing topic', 400, 'missing_header', (id) => send(order, { webhookId: id, headers: { 'x-shopify-topic': null } })],
+    ['missing shop', 400, 'missing_header', (id) => send(order, { webhookId: id, headers: { 'x-shopify-shop-domain': null } })],
+    ['missing webhook id', 400, 'missing_header', (id) => send(order, { webhookId: id, headers: { 'x-shopify-webhook-id': null, 'x-e2e-id': id } })],
+    ['disallowed shop', 403, 'shop_not_allowed', (id) => send(order, { webhookId: id, shop: 'stranger.myshopify.com' })],
+    ['wrong method', 405, 'method_not_allowed', (id) => send(order, { webhookId: id, method: 'PUT' })],
+    ['oversized body', 413, 'payload_too_large', (id) => send(' '.repeat(1024 * 1024 + 1), { webhookId: id })],
+  ];
+  const count = async () => (await stack.sql('SELECT COUNT(*) AS n FROM deliveries'))[0].n;
+  const before = await count();
+  for (const [name, status, code, call] of cases) {
+    const id = randomUUID();
+    const r = await call(id);
+    assert.equal(r.status, status, name);
+    assert.equal(r.body.error, code, name);
+    assert.equal(typeof r.body.detail, 'string', name);
+    assert.ok(!JSON.stringify(r.body).includes(SECRET), `${name}: no secret in the answer`);
+  }
+  assert.equal(await count(), before, 'no refused delivery left a row');
+});
+
+test('header names are matched case-insensitively', async () => {
+  const id = randomUUID();
+  const r = await send(order, { webhookId: id, headers: {
+    'x-shopify-topic': null, 'X-SHOPIFY-TOPIC': 'orders/create' } });
+  assert.equal(r.status, 200);
+  assert.equal((await rowsFor(id)).length, 1);
+});
+
+test('an unknown topic is recorded as ignored and answered 2xx', async () => {
+  const id = randomUUID();
+  const r = await send('{"id": 1}', { webhookId: id, topic: 'products/create' });
+  assert.equal(r.status, 200);
+  assert.equal(r.body.status, 'ignored');
+  const rows = await rowsFor(id);
+  assert.equal(rows.length, 1);
+  assert.equal(rows[0].outcome, 'ignored');
+});
+
+test('an authentic delivery that cannot be parsed is recorded for review and answered 2xx', async () => {
+  for (const raw of ['{"id": 8.2e17, "oops"', '{"name": "#1001"}']) {
+    const id = randomUUID();
+    const r = await send(raw, { webhookId: id });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.status, 'accepted');
+    assert.equal(r.body.held_for_review, true);
+    const rows = await rowsFor(id);
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0].outcome, 'review');
+    assert.ok(rows[0].detail.length > 0);
+  }
+});
+
+test('customers/redact erases that customer\'s stored bodies and keeps the delivery records', async () => {
+  const id = randomUUID();
+  await send(order, { webhookId: id });
+  const redact = JSON.stringify({ shop_domain: SHOP, customer: { id: 115310627314723950, email: 'x@example.com' }, orders_to_redact: [820982911946154508] });
+  const r = await send(redact, { topic: 'customers/redact' });
+  assert.equal(r.status, 200);
+  const left = await stack.sql(`SELECT COUNT(*) AS n FROM delivery_bodies WHERE shop = '${SHOP}' AND (customer_id = '115310627314723950' OR order_id = '820982911946154508')`);
+  assert.equal(left[0].n, 0);
+  assert.equal((await rowsFor(id)).length, 1);
+  const redactRows = await stack.sql(`SELECT COUNT(*) AS n FROM delivery_bodies b JOIN deliveries d ON d.id = b.delivery_id WHERE d.topic = 'customers/redact'`);
+  assert.equal(redactRows[0].n, 0, 'the privacy request itself is not stored');
+});

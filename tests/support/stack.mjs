@@ -1,0 +1,129 @@
+// Starts the real Worker under `wrangler dev` with its own throwaway state, secrets and a
+// fake downstream, and tears every process down again, even when a test fails.
+import { spawn, execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { startFakeDownstream } from './fake-downstream.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const WRANGLER = join(ROOT, 'node_modules', '.bin', 'wrangler');
+const run = promisify(execFile);
+const live = new Set();
+
+const QUIET_ENV = { ...process.env, CI: 'true', WRANGLER_SEND_METRICS: 'false', ORDERLANE_SKIP_BUILD: '1', NO_COLOR: '1' };
+
+export const SECRET = 'e2e-current-secret';
+export const PREVIOUS_SECRET = 'e2e-previous-secret';
+export const ADMIN_TOKEN = 'e2e-admin-token';
+export const FULFILMENT_SECRET = 'e2e-fulfilment-secret';
+export const SHOP = 'e2e-shop.myshopify.com';
+
+function killAll() {
+  for (const child of live) {
+    try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
+  }
+  live.clear();
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killAll(); process.exit(130); });
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(url, child, logs, timeoutMs = 90_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited (${child.exitCode}):\n${logs.join('')}`);
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`wrangler dev did not come up in ${timeoutMs} ms:\n${logs.join('')}`);
+}
+
+/**
+ * Starts one stack. Options: `vars` (extra vars/secrets), `downstream` (fake server options).
+ * Returns { url, fake, persist, sql(), kvPut(), stop(), logs }.
+ */
+export async function startStack({ vars = {}, downstream = {} } = {}) {
+  if (!existsSync(join(ROOT, 'build', 'worker', 'shim.mjs'))) {
+    throw new Error('build/ is missing: run `make build` (or `make test`, which builds first)');
+  }
+  const persist = mkdtempSync(join(tmpdir(), 'orderlane-e2e-'));
+  const fake = await startFakeDownstream(downstream);
+  await run(WRANGLER, ['d1', 'migrations', 'apply', 'orderlane', '--local', '--persist-to', persist], { cwd: ROOT, env: QUIET_ENV });
+  const port = await freePort();
+  const inspector = await freePort();
+  const allVars = {
+    SHOPIFY_WEBHOOK_SECRET: SECRET,
+    SHOPIFY_WEBHOOK_SECRET_PREVIOUS: PREVIOUS_SECRET,
+    ADMIN_TOKENS: `ops:${ADMIN_TOKEN},reviewer:e2e-reviewer-token`,
+    FULFILMENT_SECRET,
+    FULFILMENT_URL: `${fake.url}/fulfilments`,
+    ALERT_URL: `${fake.url}/alerts`,
+    ALLOWED_SHOPS: `${SHOP},second-shop.myshopify.com`,
+    ...vars,
+  };
+  const args = ['dev', '--port', String(port), '--ip', '127.0.0.1', '--inspector-port', String(inspector),
+    '--persist-to', persist, '--test-scheduled', '--log-level', 'info'];
+  for (const [k, v] of Object.entries(allVars)) args.push('--var', `${k}:${v}`);
+  const child = spawn(WRANGLER, args, { cwd: ROOT, env: QUIET_ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  const logs = [];
+  child.stdout.on('data', (d) => logs.push(d.toString()));
+  child.stderr.on('data', (d) => logs.push(d.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitFor(`${url}/healthz`, child, logs);
+  } catch (e) {
+    killAll();
+    await fake.close();
+    throw e;
+  }
+
+  const wrangler = async (...a) => {
+    const { stdout } = await run(WRANGLER, a, { cwd: ROOT, env: QUIET_ENV, maxBuffer: 64 << 20 });
+    return stdout;
+  };
+  return {
+    url,
+    fake,
+    persist,
+    logs,
+    /** Rows of a read-only query against the local D1, via `wrangler d1 execute --local`. */
+    async sql(command) {
+      const out = await wrangler('d1', 'execute', 'orderlane', '--local', '--persist-to', persist, '--json', '--command', command);
+      const parsed = JSON.parse(out);
+      return parsed[0].results;
+    },
+    async kvPut(key, value) {
+      await wrangler('kv', 'key', 'put', '--binding', 'FLAGS', '--local', '--persist-to', persist, key, value);
+    },
+    async kvGet(key) {
+      try {
+        return (await wrangler('kv', 'key', 'get', '--binding', 'FLAGS', '--local', '--persist-to', persist, key)).trim();
+      } catch { return null; }
+    },
+    async stop() {
+      live.delete(child);
+      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+      await fake.close();
+      rmSync(persist, { recursive: true, force: true });
+    },
+  };
+}
