@@ -1,0 +1,34 @@
+# The two commands: `make dev` runs orderlane locally, `make test` runs every test.
+# Both install what they need first (scripts/setup.sh skips what is already there).
+.PHONY: setup build dev test test-native test-e2e lint bench load
+
+export CI := true
+export WRANGLER_SEND_METRICS := false
+
+setup:
+	scripts/setup.sh
+
+build: setup
+	sh scripts/build-worker.sh
+
+dev:
+	scripts/dev.sh
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+
+test-native: setup
+	cargo test
+
+test-e2e: build
+	node --test --test-concurrency=1 tests/e2e/
+
+test: lint test-native test-e2e
+
+bench: setup
+	cargo bench --bench webhook
+
+load: build
+	node scripts/load.mjs
