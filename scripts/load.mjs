@@ -1,0 +1,71 @@
+// Load on the local stack: signed deliveries with fresh webhook ids against an echo baseline
+// (GET /healthz, the Worker answering without storage) in the same run.
+// Usage: node scripts/load.mjs [--seconds 10] [--connections 16]
+import { randomUUID } from 'node:crypto';
+import { startStack, SECRET, SHOP } from '../tests/support/stack.mjs';
+import { fixture, sign } from '../tests/support/shopify.mjs';
+
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const seconds = arg('seconds', 10);
+const connections = arg('connections', 16);
+
+const raw = JSON.stringify(JSON.parse(fixture('orders-create.json')));
+const signature = sign(SECRET, raw);
+
+async function drive(name, makeRequest) {
+  const latencies = [];
+  let non2xx = 0;
+  let errors = 0;
+  const end = Date.now() + seconds * 1000;
+  const workers = Array.from({ length: connections }, async () => {
+    while (Date.now() < end) {
+      const t0 = performance.now();
+      try {
+        const r = await makeRequest();
+        await r.arrayBuffer();
+        if (r.status < 200 || r.status > 299) non2xx++;
+      } catch {
+        errors++;
+      }
+      latencies.push(performance.now() - t0);
+    }
+  });
+  const t0 = performance.now();
+  await Promise.all(workers);
+  const elapsed = (performance.now() - t0) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))];
+  return { name, requests: latencies.length, rps: latencies.length / elapsed, p50: pct(50), p99: pct(99), non2xx, errors };
+}
+
+const stack = await startStack();
+try {
+  const webhook = () => fetch(`${stack.url}/webhooks/shopify`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'x-shopify-hmac-sha256': signature,
+      'x-shopify-topic': 'orders/create',
+      'x-shopify-shop-domain': SHOP,
+      'x-shopify-webhook-id': randomUUID(),
+    },
+    body: raw,
+  });
+  const echo = () => fetch(`${stack.url}/healthz`);
+  // Warm both paths so the first isolate start is not measured.
+  await drive('warm-up', echo);
+  const results = [await drive('echo baseline (GET /healthz)', echo), await drive('signed deliveries', webhook)];
+  console.log(`\n${seconds}s each, ${connections} connections, body ${raw.length} bytes`);
+  console.log('path'.padEnd(32), 'requests', '   req/s', '  p50 ms', '  p99 ms', 'non-2xx', 'errors');
+  for (const r of results) {
+    console.log(r.name.padEnd(32), String(r.requests).padStart(8), r.rps.toFixed(0).padStart(8),
+      r.p50.toFixed(1).padStart(8), r.p99.toFixed(1).padStart(8), String(r.non2xx).padStart(7), String(r.errors).padStart(6));
+  }
+  const rows = await stack.sql("SELECT COUNT(*) AS n FROM deliveries WHERE outcome = 'accepted'");
+  console.log(`deliveries recorded: ${rows[0].n} (expected ${results[1].requests - results[1].non2xx - results[1].errors})`);
+} finally {
+  await stack.stop();
+}
