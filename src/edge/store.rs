@@ -153,3 +153,119 @@ impl Store {
         Ok(vec![self.stmt("DELETE FROM delivery_bodies WHERE shop = ?1", &[s(shop)])?])
     }
 }
+
+/// One audit row. `detail` is JSON and never carries personal data.
+pub struct AuditRow<'a> {
+    pub at_ms: i64,
+    pub shop: Option<&'a str>,
+    pub order_id: Option<&'a str>,
+    /// The order's row version this row takes; unique per order.
+    pub seq: Option<i64>,
+    pub segment: Option<&'a str>,
+    pub event: &'a str,
+    pub from_state: Option<&'a str>,
+    pub to_state: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub rule_id: Option<&'a str>,
+    pub rules_version: Option<&'a str>,
+    pub actor: &'a str,
+    pub detail: &'a serde_json::Value,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct StockRow {
+    pub sku: String,
+    pub available: i64,
+    pub updated_ms: i64,
+    pub updated_by: String,
+}
+
+impl Store {
+    pub fn audit(&self, r: &AuditRow<'_>) -> StoreResult<D1PreparedStatement> {
+        self.stmt(
+            "INSERT INTO audit_log (at, at_ms, shop, order_id, seq, segment, event, from_state, to_state, reason, \
+             rule_id, rules_version, actor, detail) \
+             VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', ?1 / 1000.0, 'unixepoch'), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            &[
+                n(r.at_ms),
+                opt(r.shop),
+                opt(r.order_id),
+                r.seq.map(n).unwrap_or(JsValue::NULL),
+                opt(r.segment),
+                s(r.event),
+                opt(r.from_state),
+                opt(r.to_state),
+                opt(r.reason),
+                opt(r.rule_id),
+                opt(r.rules_version),
+                s(r.actor),
+                s(&r.detail.to_string()),
+            ],
+        )
+    }
+
+    /// Records the mode seen for a segment. Audits `mode_changed` only when it differs from
+    /// the last mode seen (so concurrent observers write one row), and stamps the release time
+    /// when the segment becomes `auto`.
+    pub fn note_mode(
+        &self,
+        segment: &str,
+        mode: crate::core::types::Mode,
+        now_ms: i64,
+        actor: &str,
+        note: Option<&str>,
+    ) -> StoreResult<Vec<D1PreparedStatement>> {
+        let audit = self.stmt(
+            "INSERT INTO audit_log (at, at_ms, segment, event, actor, detail) \
+             SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1 / 1000.0, 'unixepoch'), ?1, ?2, 'mode_changed', ?4, \
+                    json_object('from', (SELECT mode FROM segments WHERE segment = ?2), 'to', ?3, \
+                                'seen_at', strftime('%Y-%m-%dT%H:%M:%fZ', ?1 / 1000.0, 'unixepoch'), 'note', ?5) \
+             WHERE NOT EXISTS (SELECT 1 FROM segments WHERE segment = ?2 AND mode = ?3)",
+            &[n(now_ms), s(segment), s(mode.as_str()), s(actor), opt(note)],
+        )?;
+        let upsert = self.stmt(
+            "INSERT INTO segments (segment, mode, seen_ms, released_ms) \
+             VALUES (?1, ?2, ?3, CASE WHEN ?2 = 'auto' THEN ?3 END) \
+             ON CONFLICT (segment) DO UPDATE SET mode = excluded.mode, seen_ms = excluded.seen_ms, \
+               released_ms = CASE WHEN excluded.mode = 'auto' THEN excluded.seen_ms ELSE segments.released_ms END \
+             WHERE segments.mode != excluded.mode",
+            &[s(segment), s(mode.as_str()), n(now_ms)],
+        )?;
+        Ok(vec![audit, upsert])
+    }
+
+    pub async fn stock_all(&self) -> StoreResult<Vec<StockRow>> {
+        let st = self.stmt("SELECT sku, available, updated_ms, updated_by FROM stock ORDER BY sku LIMIT 10000", &[])?;
+        Ok(st.all().await?.results()?)
+    }
+
+    /// Sets available units per SKU in one transaction, with one audit row for the load.
+    pub async fn put_stock(&self, rows: &[(String, i64)], now_ms: i64, actor: &str) -> StoreResult<()> {
+        let mut statements = Vec::with_capacity(rows.len() + 1);
+        for (sku, available) in rows {
+            statements.push(self.stmt(
+                "INSERT INTO stock (sku, available, updated_ms, updated_by) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (sku) DO UPDATE SET available = excluded.available, \
+                 updated_ms = excluded.updated_ms, updated_by = excluded.updated_by",
+                &[s(sku), n(*available), n(now_ms), s(actor)],
+            )?);
+        }
+        let detail = serde_json::json!({ "skus": rows.len() });
+        statements.push(self.audit(&AuditRow {
+            at_ms: now_ms,
+            shop: None,
+            order_id: None,
+            seq: None,
+            segment: None,
+            event: "stock_loaded",
+            from_state: None,
+            to_state: None,
+            reason: None,
+            rule_id: None,
+            rules_version: None,
+            actor,
+            detail: &detail,
+        })?);
+        self.batch(statements).await
+    }
+}

@@ -1,0 +1,134 @@
+//! `/admin/...`: the operator API. Every call needs `Authorization: Bearer <token>` from
+//! `ADMIN_TOKENS`; the token's name is the audit actor. Every change takes a `note`.
+
+use serde::Deserialize;
+use worker::{Date, Env, Method, Request, Response};
+
+use super::config;
+use super::flags::Flags;
+use super::http::{error, json, unavailable};
+use super::store::{Store, StoreError};
+use crate::core::admin::{actor, AdminTokens};
+use crate::core::types::Mode;
+
+/// An authenticated operator call.
+pub struct Operator {
+    pub actor: String,
+}
+
+fn authenticate(req: &Request, env: &Env) -> Option<Operator> {
+    let tokens = AdminTokens::parse(&config::text(env, "ADMIN_TOKENS").unwrap_or_default());
+    let header = req.headers().get("authorization").ok().flatten();
+    tokens.authenticate(header.as_deref()).map(|name| Operator { actor: actor(name) })
+}
+
+pub fn store_error(e: StoreError) -> Response {
+    match e {
+        StoreError::Conflict => error(409, "conflict", "a concurrent change won; read the current state and retry"),
+        StoreError::Unavailable(msg) => {
+            worker::console_error!("admin storage error: {msg}");
+            unavailable(5)
+        }
+    }
+}
+
+async fn body<T: for<'de> Deserialize<'de>>(req: &mut Request) -> Result<T, Response> {
+    let bytes = req.bytes().await.map_err(|_| error(400, "unreadable_body", "the request body could not be read"))?;
+    serde_json::from_slice(&bytes).map_err(|e| error(400, "invalid_json", &format!("request body: {e}")))
+}
+
+fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response {
+    let Some(op) = authenticate(&req, env) else {
+        return error(401, "unauthorized", "a valid bearer token from ADMIN_TOKENS is required");
+    };
+    let Ok(db) = env.d1(config::DB) else { return unavailable(5) };
+    let store = Store::new(db);
+    let method = req.method();
+    match (method, segments) {
+        (Method::Put, ["stock"]) => put_stock(&mut req, &store, &op).await,
+        (Method::Get, ["stock"]) => match store.stock_all().await {
+            Ok(rows) => json(200, &serde_json::json!({ "stock": rows })),
+            Err(e) => store_error(e),
+        },
+        (Method::Put, ["segments", segment, "mode"]) => {
+            let Ok(kv) = env.kv(config::FLAGS) else { return unavailable(5) };
+            put_mode(&mut req, &store, &Flags::new(kv), &op, segment).await
+        }
+        (_, ["stock"]) | (_, ["segments", _, "mode"]) => {
+            error(405, "method_not_allowed", "this endpoint does not accept that method")
+        }
+        _ => error(404, "not_found", "no such admin endpoint"),
+    }
+}
+
+#[derive(Deserialize)]
+struct StockLine {
+    sku: String,
+    available: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StockBody {
+    List(Vec<StockLine>),
+    Wrapped { stock: Vec<StockLine>, note: Option<String> },
+}
+
+/// `PUT /admin/stock`: `[{"sku": "...", "available": N}, ...]` (or `{"stock": [...], "note": "..."}`)
+/// sets what may be claimed per SKU, in one transaction.
+async fn put_stock(req: &mut Request, store: &Store, op: &Operator) -> Response {
+    let lines = match body::<StockBody>(req).await {
+        Ok(StockBody::List(l)) | Ok(StockBody::Wrapped { stock: l, .. }) => l,
+        Err(r) => return r,
+    };
+    if lines.is_empty() || lines.len() > 1000 {
+        return error(400, "invalid_stock", "send between 1 and 1000 stock lines");
+    }
+    if let Some(bad) = lines.iter().find(|l| l.sku.trim().is_empty() || l.available < 0) {
+        return error(400, "invalid_stock", &format!("sku {:?}: sku must be non-empty and available >= 0", bad.sku));
+    }
+    let rows: Vec<(String, i64)> = lines.into_iter().map(|l| (l.sku.trim().to_string(), l.available)).collect();
+    match store.put_stock(&rows, now_ms(), &op.actor).await {
+        Ok(()) => json(200, &serde_json::json!({ "updated": rows.len() })),
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ModeBody {
+    mode: String,
+    note: Option<String>,
+}
+
+/// `PUT /admin/segments/{segment}/mode` `{"mode": "auto|shadow|manual", "note": "..."}`.
+async fn put_mode(req: &mut Request, store: &Store, flags: &Flags, op: &Operator, segment: &str) -> Response {
+    let b = match body::<ModeBody>(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(mode) = Mode::parse(b.mode.trim()) else {
+        return error(400, "invalid_mode", "mode must be auto, shadow or manual");
+    };
+    let Some(note) = b.note.filter(|n| !n.trim().is_empty()) else {
+        return error(400, "note_required", "every change needs a note");
+    };
+    if !crate::core::rules::is_known_lane(segment) {
+        return error(404, "unknown_segment", "no such segment in the route matrix");
+    }
+    if let Err(e) = flags.set_mode(segment, mode).await {
+        worker::console_error!("KV put failed: {e}");
+        return unavailable(5);
+    }
+    let statements = match store.note_mode(segment, mode, now_ms(), &op.actor, Some(&note)) {
+        Ok(s) => s,
+        Err(e) => return store_error(e),
+    };
+    match store.batch(statements).await {
+        Ok(()) => json(200, &serde_json::json!({ "segment": segment, "mode": mode })),
+        Err(e) => store_error(e),
+    }
+}
