@@ -2,5 +2,8 @@
 //! tested natively; "now" is always a parameter.
 
 pub mod admin;
+pub mod fulfilment;
+pub mod kpi;
+pub mod retry;
 pub mod types;
 pub mod webhook;
