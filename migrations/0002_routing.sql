@@ -37,6 +37,9 @@ CREATE TABLE orders (
   updated_ms          INTEGER NOT NULL,
   submission          INTEGER NOT NULL DEFAULT 0,  -- submissions claimed so far
   enqueued_ms         INTEGER,              -- when the current ready state was put on the queue
+  attempts            INTEGER NOT NULL DEFAULT 0,  -- delivery attempts of the current submission
+  lease_until         INTEGER,              -- an attempt is in flight until then (epoch ms)
+  lease_id            TEXT,                 -- which consumer holds that attempt
   PRIMARY KEY (shop, order_id)
 );
 CREATE INDEX orders_by_state ON orders (state, reason, state_since_ms);

@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod fulfilment;
 pub mod kpi;
+pub mod query;
 pub mod retry;
+pub mod time;
 pub mod types;
 pub mod webhook;

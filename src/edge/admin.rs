@@ -8,7 +8,9 @@ use super::config;
 use super::flags::Flags;
 use super::http::{error, json, unavailable};
 use super::store::{Store, StoreError};
+use super::store::{AuditOut, DeadLetterOut, ExceptionOut};
 use crate::core::admin::{actor, AdminTokens};
+use crate::core::query::{self, encode_cursor, Built, QueryError};
 use crate::core::types::Mode;
 
 /// An authenticated operator call.
@@ -58,7 +60,15 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
             let Ok(kv) = env.kv(config::FLAGS) else { return unavailable(5) };
             put_mode(&mut req, &store, &Flags::new(kv), &op, segment).await
         }
-        (_, ["stock"]) | (_, ["segments", _, "mode"]) => {
+        (Method::Get, ["audit"]) => list::<AuditOut>(&req, &store, |p| query::audit(p), true).await,
+        (Method::Get, ["exceptions"]) => list::<ExceptionOut>(&req, &store, |p| query::exceptions(p, now_ms()), false).await,
+        (Method::Get, ["dead-letters"]) => list::<DeadLetterOut>(&req, &store, query::dead_letters, false).await,
+        (Method::Get, ["orders", shop, order_id]) => match store.order_view(shop, order_id).await {
+            Ok(Some(v)) => json(200, &v),
+            Ok(None) => error(404, "order_not_found", "no such order"),
+            Err(e) => store_error(e),
+        },
+        (_, ["stock"]) | (_, ["segments", _, "mode"]) | (_, ["audit"]) | (_, ["exceptions"]) | (_, ["dead-letters"]) => {
             error(405, "method_not_allowed", "this endpoint does not accept that method")
         }
         _ => error(404, "not_found", "no such admin endpoint"),
@@ -116,7 +126,7 @@ async fn put_mode(req: &mut Request, store: &Store, flags: &Flags, op: &Operator
     let Some(note) = b.note.filter(|n| !n.trim().is_empty()) else {
         return error(400, "note_required", "every change needs a note");
     };
-    if !crate::core::rules::is_known_lane(segment) {
+    if !super::routing::matrix().is_ok_and(|m| m.lane(segment).is_some()) {
         return error(404, "unknown_segment", "no such segment in the route matrix");
     }
     if let Err(e) = flags.set_mode(segment, mode).await {
@@ -129,6 +139,62 @@ async fn put_mode(req: &mut Request, store: &Store, flags: &Flags, op: &Operator
     };
     match store.batch(statements).await {
         Ok(()) => json(200, &serde_json::json!({ "segment": segment, "mode": mode })),
+        Err(e) => store_error(e),
+    }
+}
+
+fn query_pairs(req: &Request) -> Vec<(String, String)> {
+    req.url().map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()).unwrap_or_default()
+}
+
+/// A row that can be paged by (time, id).
+trait Keyed {
+    fn key(&self) -> (i64, i64);
+}
+
+impl Keyed for AuditOut {
+    fn key(&self) -> (i64, i64) {
+        (self.at_ms, self.id)
+    }
+}
+
+impl Keyed for ExceptionOut {
+    fn key(&self) -> (i64, i64) {
+        (self.at_ms, self.id)
+    }
+}
+
+impl Keyed for DeadLetterOut {
+    fn key(&self) -> (i64, i64) {
+        (self.at_ms, self.id)
+    }
+}
+
+/// Runs a list query and answers `{"items": [...], "next_cursor": ...}`; with `explain=true`
+/// (where allowed) answers SQLite's query plan instead, so operators can see which index
+/// serves a filter.
+async fn list<T>(req: &Request, store: &Store, build: impl Fn(&[(String, String)]) -> Result<Built, QueryError>, explain: bool) -> Response
+where
+    T: for<'de> Deserialize<'de> + serde::Serialize + Keyed,
+{
+    let pairs = query_pairs(req);
+    let built = match build(&pairs) {
+        Ok(b) => b,
+        Err(QueryError(msg)) => return error(400, "invalid_filter", &msg),
+    };
+    if explain && pairs.iter().any(|(k, v)| k == "explain" && v == "true") {
+        return match store.plan(&built).await {
+            Ok(rows) => json(200, &serde_json::json!({ "sql": built.sql, "plan": rows })),
+            Err(e) => store_error(e),
+        };
+    }
+    match store.list::<T>(&built).await {
+        Ok(mut rows) => {
+            let more = rows.len() as i64 > built.limit;
+            rows.truncate(built.limit as usize);
+            let next = if more { rows.last().map(|r| { let (a, b) = r.key(); encode_cursor(a, b) }) } else { None };
+            json(200, &serde_json::json!({ "items": rows, "next_cursor": next }))
+        }
         Err(e) => store_error(e),
     }
 }

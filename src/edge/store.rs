@@ -119,11 +119,17 @@ impl Store {
 
     /// Runs statements as one transaction.
     pub async fn batch(&self, statements: Vec<D1PreparedStatement>) -> StoreResult<()> {
+        self.batch_changes(statements).await.map(|_| ())
+    }
+
+    /// Runs statements as one transaction; returns how many rows each one changed.
+    pub async fn batch_changes(&self, statements: Vec<D1PreparedStatement>) -> StoreResult<Vec<usize>> {
         let results = self.db.batch(statements).await?;
-        match results.iter().find_map(|r| r.error()) {
-            Some(e) => Err(StoreError::Unavailable(e)),
-            None => Ok(()),
+        let mut changes = Vec::with_capacity(results.len());
+        for r in &results {
+            changes.push(r.meta()?.and_then(|m| m.changes).unwrap_or(0));
         }
+        Ok(changes)
     }
 
     /// Erases stored bodies of one customer (and of the listed orders) in a shop.
@@ -235,7 +241,8 @@ impl Store {
     }
 
     pub async fn stock_all(&self) -> StoreResult<Vec<StockRow>> {
-        let st = self.stmt("SELECT sku, available, updated_ms, updated_by FROM stock ORDER BY sku LIMIT 10000", &[])?;
+        let st = self
+            .stmt("SELECT sku, available, updated_ms, updated_by FROM stock ORDER BY sku LIMIT 10000", &[])?;
         Ok(st.all().await?.results()?)
     }
 
@@ -267,5 +274,464 @@ impl Store {
             detail: &detail,
         })?);
         self.batch(statements).await
+    }
+}
+
+/// The `orders` columns the edge works with.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct OrderRow {
+    pub shop: String,
+    pub order_id: String,
+    pub order_name: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub segment: String,
+    pub mode: String,
+    pub rules_version: String,
+    pub payload_delivery_id: Option<i64>,
+    pub seq: i64,
+    pub submission: i64,
+    pub attempts: i64,
+    pub lease_until: Option<i64>,
+    pub enqueued_ms: Option<i64>,
+}
+
+const ORDER_COLUMNS: &str = "shop, order_id, order_name, state, reason, segment, mode, rules_version, \
+     payload_delivery_id, seq, submission, attempts, lease_until, enqueued_ms";
+
+/// A stored body, decoded back to bytes.
+pub fn decode_body(encoding: &str, body: String) -> Option<Vec<u8>> {
+    match encoding {
+        "utf8" => Some(body.into_bytes()),
+        "base64" => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(body).ok()
+        }
+        _ => None,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct BodyRow {
+    encoding: String,
+    body: String,
+}
+
+/// How one submission attempt ended, for `finish_attempt`.
+pub struct AttemptEnd<'a> {
+    pub outcome: &'a str,
+    pub http_status: Option<u16>,
+    pub error: Option<&'a str>,
+}
+
+impl Store {
+    pub async fn order(&self, shop: &str, order_id: &str) -> StoreResult<Option<OrderRow>> {
+        let st = self.stmt(
+            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE shop = ?1 AND order_id = ?2"),
+            &[s(shop), s(order_id)],
+        )?;
+        Ok(st.first::<OrderRow>(None).await?)
+    }
+
+    pub async fn body(&self, delivery_id: i64) -> StoreResult<Option<Vec<u8>>> {
+        let st = self
+            .stmt("SELECT encoding, body FROM delivery_bodies WHERE delivery_id = ?1", &[n(delivery_id)])?;
+        Ok(st.first::<BodyRow>(None).await?.and_then(|r| decode_body(&r.encoding, r.body)))
+    }
+
+    /// Claims attempt `attempt` of `submission` for this consumer: true when this call owns it.
+    /// The order must still be ready, in auto mode, at the previous attempt (or at this one
+    /// whose holder's lease ran out), and no other attempt may be in flight.
+    pub async fn claim_attempt(
+        &self,
+        shop: &str,
+        order_id: &str,
+        submission: i64,
+        attempt: i64,
+        lease_id: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> StoreResult<bool> {
+        let claim = self.stmt(
+            "UPDATE orders SET attempts = ?4, lease_until = ?5 + ?6, lease_id = ?7 \
+             WHERE shop = ?1 AND order_id = ?2 AND state = 'ready-for-fulfilment' AND mode = 'auto' \
+               AND submission = ?3 AND attempts IN (?4 - 1, ?4) AND (lease_until IS NULL OR lease_until < ?5)",
+            &[s(shop), s(order_id), n(submission), n(attempt), n(now_ms), n(lease_ms), s(lease_id)],
+        )?;
+        let result = claim.run().await?;
+        let changed = result.meta()?.and_then(|m| m.changes).unwrap_or(0);
+        if changed == 1 {
+            let record = self.stmt(
+                "INSERT INTO submission_attempts (shop, order_id, submission, attempt, started_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET started_ms = excluded.started_ms, \
+                 finished_ms = NULL, outcome = NULL, http_status = NULL, error = NULL",
+                &[s(shop), s(order_id), n(submission), n(attempt), n(now_ms)],
+            )?;
+            record.run().await?;
+        }
+        Ok(changed == 1)
+    }
+
+    /// Takes an in-flight lease on a ready order without starting an attempt (to move it out
+    /// of ready): true when this call owns it.
+    pub async fn take_lease(
+        &self,
+        shop: &str,
+        order_id: &str,
+        lease_id: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> StoreResult<bool> {
+        let st = self.stmt(
+            "UPDATE orders SET lease_until = ?3 + ?4, lease_id = ?5 \
+             WHERE shop = ?1 AND order_id = ?2 AND state = 'ready-for-fulfilment' AND (lease_until IS NULL OR lease_until < ?3)",
+            &[s(shop), s(order_id), n(now_ms), n(lease_ms), s(lease_id)],
+        )?;
+        Ok(st.run().await?.meta()?.and_then(|m| m.changes).unwrap_or(0) == 1)
+    }
+
+    /// Records how an attempt ended.
+    pub fn finish_attempt(
+        &self,
+        shop: &str,
+        order_id: &str,
+        submission: i64,
+        attempt: i64,
+        now_ms: i64,
+        end: &AttemptEnd<'_>,
+    ) -> StoreResult<D1PreparedStatement> {
+        self.stmt(
+            "UPDATE submission_attempts SET finished_ms = ?5, outcome = ?6, http_status = ?7, error = ?8 \
+             WHERE shop = ?1 AND order_id = ?2 AND submission = ?3 AND attempt = ?4",
+            &[
+                s(shop),
+                s(order_id),
+                n(submission),
+                n(attempt),
+                n(now_ms),
+                s(end.outcome),
+                end.http_status.map(|c| n(i64::from(c))).unwrap_or(JsValue::NULL),
+                opt(end.error),
+            ],
+        )
+    }
+
+    /// Moves an order held by `lease_id` to a new state and writes its audit row with the next
+    /// seq, in one batch with `extra`. Clears the lease. Times named in `stamps` are set to now.
+    #[allow(clippy::too_many_arguments)]
+    pub fn leased_transition(
+        &self,
+        row: &OrderRow,
+        lease_id: &str,
+        to_state: &str,
+        reason: Option<&str>,
+        stamps: &[&str],
+        event: &str,
+        actor: &str,
+        detail: &serde_json::Value,
+        now_ms: i64,
+    ) -> StoreResult<Vec<D1PreparedStatement>> {
+        let mut sets = String::new();
+        for col in stamps {
+            // Column names come from this crate only, never from input.
+            sets.push_str(&format!(", {col} = COALESCE({col}, ?5)"));
+        }
+        let update = self.stmt(
+            &format!(
+                "UPDATE orders SET state = ?3, reason = ?4, state_since_ms = ?5, updated_ms = ?5, seq = seq + 1, \
+                 lease_until = NULL, lease_id = NULL{sets} WHERE shop = ?1 AND order_id = ?2 AND lease_id = ?6"
+            ),
+            &[s(&row.shop), s(&row.order_id), s(to_state), opt(reason), n(now_ms), s(lease_id)],
+        )?;
+        let audit = self.stmt(
+            "INSERT INTO audit_log (at, at_ms, shop, order_id, seq, segment, event, from_state, to_state, reason, \
+             rules_version, actor, detail) \
+             SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?3 / 1000.0, 'unixepoch'), ?3, shop, order_id, seq, segment, ?4, \
+                    ?5, state, reason, rules_version, ?6, ?7 \
+             FROM orders WHERE shop = ?1 AND order_id = ?2 AND state = ?8 AND lease_id IS NULL AND updated_ms = ?3",
+            &[s(&row.shop), s(&row.order_id), n(now_ms), s(event), s(&row.state), s(actor), s(&detail.to_string()), s(to_state)],
+        )?;
+        Ok(vec![update, audit])
+    }
+
+    /// Releases a lease without changing state (the attempt will be retried later).
+    pub fn release_lease(
+        &self,
+        row: &OrderRow,
+        lease_id: &str,
+        now_ms: i64,
+        audit: &AuditRow<'_>,
+    ) -> StoreResult<Vec<D1PreparedStatement>> {
+        let update = self.stmt(
+            "UPDATE orders SET lease_until = NULL, lease_id = NULL, enqueued_ms = ?3, updated_ms = ?3 \
+             WHERE shop = ?1 AND order_id = ?2 AND lease_id = ?4",
+            &[s(&row.shop), s(&row.order_id), n(now_ms), s(lease_id)],
+        )?;
+        Ok(vec![update, self.audit(audit)?])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn dead_letter(
+        &self,
+        shop: Option<&str>,
+        order_id: Option<&str>,
+        submission: Option<i64>,
+        cause: &str,
+        attempts: i64,
+        last_error: Option<&str>,
+        http_status: Option<u16>,
+        response: Option<&str>,
+        message: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<D1PreparedStatement> {
+        self.stmt(
+            "INSERT INTO dead_letters (shop, order_id, submission, cause, attempts, last_error, http_status, response, \
+             message, created_at, created_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, strftime('%Y-%m-%dT%H:%M:%fZ', ?10 / 1000.0, 'unixepoch'), ?10)",
+            &[
+                opt(shop),
+                opt(order_id),
+                submission.map(n).unwrap_or(JsValue::NULL),
+                s(cause),
+                n(attempts),
+                opt(last_error),
+                http_status.map(|c| n(i64::from(c))).unwrap_or(JsValue::NULL),
+                opt(response),
+                opt(message),
+                n(now_ms),
+            ],
+        )
+    }
+
+    /// Drops an order's reservations without returning the units (the warehouse said they
+    /// are not there).
+    pub fn drop_reservations(&self, shop: &str, order_id: &str) -> StoreResult<D1PreparedStatement> {
+        self.stmt("DELETE FROM reservations WHERE shop = ?1 AND order_id = ?2", &[s(shop), s(order_id)])
+    }
+
+    /// Marks an order's ready state as handed to the queue.
+    pub fn mark_enqueued(&self, shop: &str, order_id: &str, now_ms: i64) -> StoreResult<D1PreparedStatement> {
+        self.stmt(
+            "UPDATE orders SET enqueued_ms = ?3 WHERE shop = ?1 AND order_id = ?2 AND state = 'ready-for-fulfilment'",
+            &[s(shop), s(order_id), n(now_ms)],
+        )
+    }
+}
+
+fn param(p: &crate::core::query::Param) -> JsValue {
+    match p {
+        crate::core::query::Param::Text(t) => s(t),
+        crate::core::query::Param::Int(i) => n(*i),
+    }
+}
+
+/// One audit row as the API returns it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct AuditOut {
+    pub id: i64,
+    pub at: String,
+    pub at_ms: i64,
+    pub shop: Option<String>,
+    pub order_id: Option<String>,
+    pub seq: Option<i64>,
+    pub segment: Option<String>,
+    pub event: String,
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+    pub reason: Option<String>,
+    pub rule_id: Option<String>,
+    pub rules_version: Option<String>,
+    pub actor: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ExceptionOut {
+    pub id: i64,
+    pub shop: String,
+    pub order_id: String,
+    pub order_name: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub segment: String,
+    pub mode: String,
+    pub rule_ids: Option<String>,
+    pub explanation: Option<String>,
+    pub rules_version: String,
+    pub at_ms: i64,
+    pub since: String,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetterOut {
+    pub id: i64,
+    pub shop: Option<String>,
+    pub order_id: Option<String>,
+    pub submission: Option<i64>,
+    pub cause: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub http_status: Option<i64>,
+    pub response: Option<String>,
+    pub created_at: String,
+    pub at_ms: i64,
+    pub resolved_ms: Option<i64>,
+    pub resolved_by: Option<String>,
+    pub resolution: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct PlanRow {
+    pub detail: String,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct DeliveryOut {
+    pub id: i64,
+    pub topic: String,
+    pub webhook_id: String,
+    pub triggered_at: Option<String>,
+    pub received_at: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct AttemptOut {
+    pub submission: i64,
+    pub attempt: i64,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub outcome: Option<String>,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Runs a built list query; returns its rows.
+    pub async fn list<T: for<'de> serde::Deserialize<'de>>(&self, b: &crate::core::query::Built) -> StoreResult<Vec<T>> {
+        let args: Vec<JsValue> = b.params.iter().map(param).collect();
+        Ok(self.stmt(&b.sql, &args)?.all().await?.results()?)
+    }
+
+    /// SQLite's plan for a built query, for checking that filters use indexes.
+    pub async fn plan(&self, b: &crate::core::query::Built) -> StoreResult<Vec<PlanRow>> {
+        let args: Vec<JsValue> = b.params.iter().map(param).collect();
+        Ok(self.stmt(&format!("EXPLAIN QUERY PLAN {}", b.sql), &args)?.all().await?.results()?)
+    }
+
+    /// Everything about one order: its row, timeline, deliveries, attempts and dead letters.
+    pub async fn order_view(&self, shop: &str, order_id: &str) -> StoreResult<Option<serde_json::Value>> {
+        let Some(row) = self
+            .stmt("SELECT * FROM orders WHERE shop = ?1 AND order_id = ?2", &[s(shop), s(order_id)])?
+            .first::<OrderFull>(None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let key = [s(shop), s(order_id)];
+        let timeline: Vec<AuditOut> = self
+            .stmt(
+                "SELECT id, at, at_ms, shop, order_id, seq, segment, event, from_state, to_state, reason, rule_id, \
+                 rules_version, actor, detail FROM audit_log WHERE shop = ?1 AND order_id = ?2 ORDER BY id",
+                &key,
+            )?
+            .all()
+            .await?
+            .results()?;
+        let deliveries: Vec<DeliveryOut> = self
+            .stmt(
+                "SELECT id, topic, webhook_id, triggered_at, received_at, outcome, detail FROM deliveries \
+                 WHERE shop = ?1 AND order_id = ?2 ORDER BY received_ms, id",
+                &key,
+            )?
+            .all()
+            .await?
+            .results()?;
+        let attempts: Vec<AttemptOut> = self
+            .stmt(
+                "SELECT submission, attempt, started_ms, finished_ms, outcome, http_status, error \
+                 FROM submission_attempts WHERE shop = ?1 AND order_id = ?2 ORDER BY submission, attempt",
+                &key,
+            )?
+            .all()
+            .await?
+            .results()?;
+        let dead: Vec<DeadLetterOut> = self
+            .stmt(
+                "SELECT id, shop, order_id, submission, cause, attempts, last_error, http_status, response, created_at, \
+                 created_ms AS at_ms, resolved_ms, resolved_by, resolution, note FROM dead_letters \
+                 WHERE shop = ?1 AND order_id = ?2 ORDER BY id",
+                &key,
+            )?
+            .all()
+            .await?
+            .results()?;
+        Ok(Some(serde_json::json!({
+            "order": row, "timeline": timeline, "deliveries": deliveries,
+            "submission_attempts": attempts, "dead_letters": dead,
+        })))
+    }
+}
+
+/// The full `orders` row (no personal data is stored there).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct OrderFull {
+    pub shop: String,
+    pub order_id: String,
+    pub order_name: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub segment: String,
+    pub mode: String,
+    pub shadow_state: Option<String>,
+    pub shadow_reason: Option<String>,
+    pub rule_ids: Option<String>,
+    pub explanation: Option<String>,
+    pub rules_version: String,
+    pub financial_status: Option<String>,
+    pub risk_level: Option<String>,
+    pub total_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub order_updated_ms: Option<i64>,
+    pub seq: i64,
+    pub created_ms: i64,
+    pub routable_ms: Option<i64>,
+    pub routed_ms: Option<i64>,
+    pub held_ms: Option<i64>,
+    pub resolved_ms: Option<i64>,
+    pub ready_ms: Option<i64>,
+    pub submitted_ms: Option<i64>,
+    pub failed_ms: Option<i64>,
+    pub state_since_ms: i64,
+    pub updated_ms: i64,
+    pub submission: i64,
+    pub attempts: i64,
+    pub lease_until: Option<i64>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct StrandedRow {
+    pub shop: String,
+    pub order_id: String,
+    pub submission: i64,
+    pub attempts: i64,
+}
+
+impl Store {
+    /// Ready orders of auto lanes that no queue message is known to be carrying: never
+    /// enqueued (older than `fresh_ms`, so a webhook still enqueueing is left alone), or whose
+    /// last scheduled retry is overdue by more than `overdue_ms`.
+    pub async fn stranded_ready(&self, now_ms: i64, fresh_ms: i64, overdue_ms: i64) -> StoreResult<Vec<StrandedRow>> {
+        let st = self.stmt(
+            "SELECT shop, order_id, submission, attempts FROM orders \
+             WHERE state = 'ready-for-fulfilment' AND mode = 'auto' \
+               AND ((enqueued_ms IS NULL AND state_since_ms < ?1 - ?2) OR enqueued_ms < ?1 - ?3) \
+               AND (lease_until IS NULL OR lease_until < ?1) \
+             ORDER BY state_since_ms LIMIT 500",
+            &[n(now_ms), n(fresh_ms), n(overdue_ms)],
+        )?;
+        Ok(st.all().await?.results()?)
     }
 }
