@@ -2,6 +2,7 @@
 //! tested natively; "now" is always a parameter.
 
 pub mod fulfilment;
+pub mod gates;
 pub mod kpi;
 pub mod retry;
 pub mod types;
