@@ -52,7 +52,7 @@
 //! FROM t;
 //!
 //! -- exception rate
-//! SELECT COUNT(*) AS routed, SUM(entered_hold) AS held FROM facts
+//! SELECT COUNT(*) AS routed, COALESCE(SUM(entered_hold), 0) AS held FROM facts
 //! WHERE lane = ?lane AND routed_at_ms >= ?from AND routed_at_ms < ?to;
 //!
 //! -- failed submissions (per day = count * 86400000.0 / (?to - ?from))

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod fulfilment;
+pub mod gates;
 pub mod kpi;
 pub mod query;
 pub mod retry;
