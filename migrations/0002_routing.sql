@@ -17,11 +17,12 @@ CREATE TABLE orders (
   rules_version       TEXT    NOT NULL,
   financial_status    TEXT,
   risk_level          TEXT,
+  risk_at_ms          INTEGER,              -- created_at of the stored risk assessment
   email_hash          TEXT,                 -- SHA-256 of the lower-cased email, for velocity rules
   total_cents         INTEGER,
   currency            TEXT,
-  order_updated_ms    INTEGER,              -- Shopify updated_at of the newest applied event
-  last_event_key      TEXT,                 -- ordering key of the newest applied event
+  order_updated_ms    INTEGER,              -- ordering key of the newest applied event: Shopify
+  event_triggered_ms  INTEGER,              --   updated_at, then X-Shopify-Triggered-At
   payload_delivery_id INTEGER,              -- the body the last decision was made from
   seq                 INTEGER NOT NULL,     -- audit rows written for this order; the row version
   created_ms          INTEGER NOT NULL,     -- first seen by orderlane

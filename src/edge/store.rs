@@ -20,7 +20,7 @@ impl From<worker::Error> for StoreError {
             worker::Error::D1(d) => d.cause(),
             other => other.to_string(),
         };
-        if text.contains("UNIQUE constraint failed") || text.contains("SQLITE_CONSTRAINT") {
+        if text.contains("constraint failed") || text.contains("SQLITE_CONSTRAINT") {
             StoreError::Conflict
         } else {
             StoreError::Unavailable(text)
@@ -733,5 +733,264 @@ impl Store {
             &[n(now_ms), n(fresh_ms), n(overdue_ms)],
         )?;
         Ok(st.all().await?.results()?)
+    }
+}
+
+/// What routing reads about an order before deciding, in one round trip.
+pub struct RouteReads {
+    pub row: Option<RouteRow>,
+    pub reservations: Vec<(String, i64)>,
+    pub stock: std::collections::BTreeMap<String, i64>,
+    pub email_orders: u32,
+    pub early_risk_body: Option<Vec<u8>>,
+}
+
+/// The `orders` columns an `OrderRecord` is rebuilt from.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RouteRow {
+    pub segment: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub order_created_ms: Option<i64>,
+    pub created_ms: i64,
+    pub order_updated_ms: Option<i64>,
+    pub event_triggered_ms: Option<i64>,
+    pub risk_level: Option<String>,
+    pub risk_at_ms: Option<i64>,
+    pub submitted_ms: Option<i64>,
+    pub rules_version: String,
+    pub payload_delivery_id: Option<i64>,
+    pub seq: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct SkuQty {
+    sku: String,
+    quantity: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct SkuAvail {
+    sku: String,
+    available: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct Count {
+    n: i64,
+}
+
+/// The values one routing outcome writes to `orders`.
+pub struct OrderWrite<'a> {
+    pub shop: &'a str,
+    pub order_id: &'a str,
+    pub webhook_id: Option<&'a str>,
+    pub expected_seq: i64,
+    pub new_seq: i64,
+    pub now_ms: i64,
+    pub state: &'a str,
+    pub reason: Option<&'a str>,
+    pub segment: &'a str,
+    pub rules_version: &'a str,
+    pub risk_level: Option<&'a str>,
+    pub risk_at_ms: Option<i64>,
+    pub order_created_ms: i64,
+    pub order_updated_ms: i64,
+    pub event_triggered_ms: i64,
+    /// Set when the rules ran and the event applied: decision columns are replaced.
+    pub decision: Option<DecisionCols<'a>>,
+    /// Set when the delivery carried the order and applied: order columns are replaced.
+    pub order: Option<OrderCols<'a>>,
+}
+
+pub struct DecisionCols<'a> {
+    pub mode: &'a str,
+    pub shadow_state: Option<&'a str>,
+    pub shadow_reason: Option<&'a str>,
+    pub rule_ids: &'a str,
+    pub explanation: &'a str,
+}
+
+pub struct OrderCols<'a> {
+    pub order_name: &'a str,
+    pub financial_status: Option<&'a str>,
+    pub email_hash: Option<&'a str>,
+    pub total_cents: i64,
+    pub currency: Option<&'a str>,
+    pub paid: bool,
+}
+
+impl Store {
+    pub async fn route_reads(
+        &self,
+        shop: &str,
+        order_id: &str,
+        skus: &[String],
+        email_hash: Option<&str>,
+        email_since_ms: i64,
+    ) -> StoreResult<RouteReads> {
+        let mut statements = vec![
+            self.stmt(
+                "SELECT segment, state, reason, order_created_ms, created_ms, order_updated_ms, event_triggered_ms, \
+                 risk_level, risk_at_ms, submitted_ms, rules_version, payload_delivery_id, seq \
+                 FROM orders WHERE shop = ?1 AND order_id = ?2",
+                &[s(shop), s(order_id)],
+            )?,
+            self.stmt(
+                "SELECT sku, quantity FROM reservations WHERE shop = ?1 AND order_id = ?2 ORDER BY sku",
+                &[s(shop), s(order_id)],
+            )?,
+            self.stmt(
+                "SELECT COUNT(*) AS n FROM orders WHERE shop = ?1 AND email_hash = ?2 AND order_created_ms >= ?3 \
+                 AND order_id != ?4",
+                &[s(shop), opt(email_hash), n(email_since_ms), s(order_id)],
+            )?,
+            self.stmt(
+                "SELECT b.encoding, b.body FROM deliveries d JOIN delivery_bodies b ON b.delivery_id = d.id \
+                 WHERE d.shop = ?1 AND d.order_id = ?2 AND d.topic = 'orders/risk_assessment_changed' \
+                 ORDER BY d.id DESC LIMIT 1",
+                &[s(shop), s(order_id)],
+            )?,
+        ];
+        // Stock rows for every SKU the order asks for (bound, never spliced).
+        let skus: Vec<&String> = skus.iter().take(90).collect();
+        if !skus.is_empty() {
+            let marks: Vec<String> = (1..=skus.len()).map(|i| format!("?{i}")).collect();
+            let args: Vec<JsValue> = skus.iter().map(|k| s(k)).collect();
+            statements.push(self.stmt(
+                &format!("SELECT sku, available FROM stock WHERE sku IN ({})", marks.join(", ")),
+                &args,
+            )?);
+        }
+        let results = self.db.batch(statements).await?;
+        let row = results.first().map(|r| r.results::<RouteRow>()).transpose()?.and_then(|v| v.into_iter().next());
+        let reservations = match results.get(1) {
+            Some(r) => r.results::<SkuQty>()?.into_iter().map(|x| (x.sku, x.quantity)).collect(),
+            None => Vec::new(),
+        };
+        let email_orders = match (email_hash, results.get(2)) {
+            (Some(_), Some(r)) => r.results::<Count>()?.first().map(|c| c.n).unwrap_or(0) as u32 + 1,
+            _ => 1,
+        };
+        let early_risk_body = match results.get(3) {
+            Some(r) => r.results::<BodyRow>()?.into_iter().next().and_then(|b| decode_body(&b.encoding, b.body)),
+            None => None,
+        };
+        let stock = match results.get(4) {
+            Some(r) => r.results::<SkuAvail>()?.into_iter().map(|x| (x.sku, x.available)).collect(),
+            None => Default::default(),
+        };
+        Ok(RouteReads { row, reservations, stock, email_orders, early_risk_body })
+    }
+
+    /// The order upsert. Guarded by the expected row version: a concurrent writer makes this
+    /// a no-op and the audit rows' (shop, order_id, seq) key then fails the whole batch.
+    pub fn write_order(&self, w: &OrderWrite<'_>) -> StoreResult<D1PreparedStatement> {
+        let d = w.decision.as_ref();
+        let o = w.order.as_ref();
+        let flag = |b: bool| n(i64::from(b));
+        let args = [
+            s(w.shop),                                                     // 1
+            s(w.order_id),                                                 // 2
+            opt(o.map(|o| o.order_name)),                                  // 3
+            s(w.state),                                                    // 4
+            opt(w.reason),                                                 // 5
+            s(w.segment),                                                  // 6
+            opt(d.map(|d| d.mode)),                                        // 7
+            opt(d.and_then(|d| d.shadow_state)),                           // 8
+            opt(d.and_then(|d| d.shadow_reason)),                          // 9
+            opt(d.map(|d| d.rule_ids)),                                    // 10
+            opt(d.map(|d| d.explanation)),                                 // 11
+            s(w.rules_version),                                            // 12
+            opt(o.and_then(|o| o.financial_status)),                       // 13
+            opt(w.risk_level),                                             // 14
+            w.risk_at_ms.map(n).unwrap_or(JsValue::NULL),                  // 15
+            opt(o.and_then(|o| o.email_hash)),                             // 16
+            o.map(|o| n(o.total_cents)).unwrap_or(JsValue::NULL),          // 17
+            opt(o.and_then(|o| o.currency)),                               // 18
+            n(w.order_updated_ms),                                         // 19
+            n(w.event_triggered_ms),                                       // 20
+            opt(if o.is_some() { w.webhook_id } else { None }),            // 21
+            n(w.new_seq),                                                  // 22
+            n(w.now_ms),                                                   // 23
+            n(w.order_created_ms),                                         // 24
+            flag(o.is_some_and(|o| o.paid)),                               // 25
+            n(w.expected_seq),                                             // 26
+            flag(d.is_some()),                                             // 27
+            flag(o.is_some()),                                             // 28
+        ];
+        self.stmt(
+            "INSERT INTO orders (shop, order_id, order_name, state, reason, segment, mode, shadow_state, shadow_reason, \
+               rule_ids, explanation, rules_version, financial_status, risk_level, risk_at_ms, email_hash, total_cents, \
+               currency, order_updated_ms, event_triggered_ms, payload_delivery_id, seq, created_ms, order_created_ms, \
+               routable_ms, routed_ms, held_ms, ready_ms, state_since_ms, updated_ms, submission) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, 'manual'), ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+               ?19, ?20, (SELECT id FROM deliveries WHERE shop = ?1 AND webhook_id = ?21), ?22, ?23, ?24, \
+               CASE WHEN ?25 = 1 THEN ?23 END, \
+               CASE WHEN ?4 IN ('ready-for-fulfilment', 'hold') THEN ?23 END, \
+               CASE WHEN ?4 = 'hold' THEN ?23 END, \
+               CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END, \
+               ?23, ?23, CASE WHEN ?4 = 'ready-for-fulfilment' THEN 1 ELSE 0 END) \
+             ON CONFLICT (shop, order_id) DO UPDATE SET \
+               order_name = CASE WHEN ?28 = 1 THEN ?3 ELSE order_name END, \
+               financial_status = CASE WHEN ?28 = 1 THEN ?13 ELSE financial_status END, \
+               email_hash = CASE WHEN ?28 = 1 THEN ?16 ELSE email_hash END, \
+               total_cents = CASE WHEN ?28 = 1 THEN ?17 ELSE total_cents END, \
+               currency = CASE WHEN ?28 = 1 THEN ?18 ELSE currency END, \
+               payload_delivery_id = CASE WHEN ?28 = 1 \
+                 THEN (SELECT id FROM deliveries WHERE shop = ?1 AND webhook_id = ?21) ELSE payload_delivery_id END, \
+               mode = CASE WHEN ?27 = 1 THEN ?7 ELSE mode END, \
+               shadow_state = CASE WHEN ?27 = 1 THEN ?8 ELSE shadow_state END, \
+               shadow_reason = CASE WHEN ?27 = 1 THEN ?9 ELSE shadow_reason END, \
+               rule_ids = CASE WHEN ?27 = 1 THEN ?10 ELSE rule_ids END, \
+               explanation = CASE WHEN ?27 = 1 THEN ?11 ELSE explanation END, \
+               segment = ?6, rules_version = ?12, risk_level = ?14, risk_at_ms = ?15, \
+               order_updated_ms = ?19, event_triggered_ms = ?20, order_created_ms = ?24, seq = ?22, updated_ms = ?23, \
+               routable_ms = COALESCE(routable_ms, CASE WHEN ?25 = 1 THEN ?23 END), \
+               routed_ms = COALESCE(routed_ms, CASE WHEN ?4 IN ('ready-for-fulfilment', 'hold') THEN ?23 END), \
+               held_ms = COALESCE(held_ms, CASE WHEN ?4 = 'hold' AND ready_ms IS NULL THEN ?23 END), \
+               ready_ms = COALESCE(ready_ms, CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END), \
+               state_since_ms = CASE WHEN state != ?4 OR reason IS NOT ?5 THEN ?23 ELSE state_since_ms END, \
+               submission = CASE WHEN ?4 = 'ready-for-fulfilment' AND state != ?4 THEN \
+                 submission + CASE WHEN submission = 0 OR EXISTS (SELECT 1 FROM submission_attempts a \
+                   WHERE a.shop = ?1 AND a.order_id = ?2 AND a.submission = orders.submission \
+                   AND a.outcome IN ('refused', 'out_of_stock')) THEN 1 ELSE 0 END \
+                 ELSE submission END, \
+               attempts = CASE WHEN ?4 = 'ready-for-fulfilment' AND state != ?4 THEN 0 ELSE attempts END, \
+               enqueued_ms = CASE WHEN ?4 = 'ready-for-fulfilment' AND state != ?4 THEN NULL ELSE enqueued_ms END, \
+               state = ?4, reason = ?5 \
+             WHERE orders.seq = ?26",
+            &args,
+        )
+    }
+
+    /// Claims units for an order. Over-claiming violates `available >= 0` and fails the batch.
+    pub fn reserve(&self, shop: &str, order_id: &str, sku: &str, qty: i64, now_ms: i64) -> StoreResult<Vec<D1PreparedStatement>> {
+        Ok(vec![
+            self.stmt(
+                "UPDATE stock SET available = available - ?2, updated_ms = ?3 WHERE sku = ?1",
+                &[s(sku), n(qty), n(now_ms)],
+            )?,
+            self.stmt(
+                "INSERT INTO reservations (shop, order_id, sku, quantity, created_ms) \
+                 SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM stock WHERE sku = ?3) \
+                 ON CONFLICT (shop, order_id, sku) DO UPDATE SET quantity = quantity + excluded.quantity",
+                &[s(shop), s(order_id), s(sku), n(qty), n(now_ms)],
+            )?,
+        ])
+    }
+
+    /// Gives units back.
+    pub fn release(&self, shop: &str, order_id: &str, sku: &str, qty: i64, now_ms: i64) -> StoreResult<Vec<D1PreparedStatement>> {
+        Ok(vec![
+            self.stmt(
+                "UPDATE stock SET available = available + ?2, updated_ms = ?3 WHERE sku = ?1",
+                &[s(sku), n(qty), n(now_ms)],
+            )?,
+            self.stmt(
+                "DELETE FROM reservations WHERE shop = ?1 AND order_id = ?2 AND sku = ?3",
+                &[s(shop), s(order_id), s(sku)],
+            )?,
+        ])
     }
 }
