@@ -3,3 +3,5 @@
 
 pub mod types;
 pub mod webhook;
+pub mod order;
+pub mod time;
