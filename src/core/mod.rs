@@ -5,4 +5,5 @@ pub mod types;
 pub mod webhook;
 pub mod order;
 pub mod rules;
+pub mod state;
 pub mod time;
