@@ -1,9 +1,11 @@
 //! The pure core: no I/O, no clock, no `worker` crate. Everything here builds and is
 //! tested natively; "now" is always a parameter.
 
-pub mod types;
-pub mod webhook;
+pub mod apply;
 pub mod order;
+pub mod routing;
 pub mod rules;
 pub mod state;
 pub mod time;
+pub mod types;
+pub mod webhook;
