@@ -2,11 +2,16 @@
 //! tested natively; "now" is always a parameter.
 
 pub mod admin;
+pub mod apply;
 pub mod fulfilment;
 pub mod gates;
 pub mod kpi;
+pub mod order;
 pub mod query;
 pub mod retry;
+pub mod routing;
+pub mod rules;
+pub mod state;
 pub mod time;
 pub mod types;
 pub mod webhook;

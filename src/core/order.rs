@@ -1,0 +1,569 @@
+//! The order payload model: what routing reads from a Shopify order webhook body, and the
+//! risk-assessment event.
+//!
+//! Parsing is tolerant of what Shopify really sends (null `customer` on POS orders, no
+//! `shipping_address` when nothing ships, ids past 2^53, money as decimal strings) and strict
+//! about what routing depends on: a field of the wrong type is a typed [`PayloadError`], never
+//! a guess. Error details name fields, never their values, so they are safe to log.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::time::parse_rfc3339_ms;
+use super::webhook::ShopifyId;
+
+/// Why a body could not be read as an order or risk event. `code()` is stable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadError {
+    /// Not JSON at all.
+    InvalidJson,
+    /// JSON, but not an object.
+    NotAnObject,
+    /// A field routing needs is absent or null.
+    MissingField(&'static str),
+    /// A field has the wrong type or an unreadable value.
+    InvalidField { field: &'static str, expected: &'static str },
+}
+
+impl PayloadError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            PayloadError::InvalidJson => "invalid_json",
+            PayloadError::NotAnObject => "not_an_object",
+            PayloadError::MissingField(_) => "missing_field",
+            PayloadError::InvalidField { .. } => "invalid_field",
+        }
+    }
+}
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PayloadError::InvalidJson => f.write_str("body is not JSON"),
+            PayloadError::NotAnObject => f.write_str("body is not a JSON object"),
+            PayloadError::MissingField(k) => write!(f, "field {k} is required"),
+            PayloadError::InvalidField { field, expected } => write!(f, "field {field} must be {expected}"),
+        }
+    }
+}
+
+impl std::error::Error for PayloadError {}
+
+/// A postal address as Shopify sends it. Every part may be absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Address {
+    pub name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub address1: Option<String>,
+    pub address2: Option<String>,
+    pub city: Option<String>,
+    pub zip: Option<String>,
+    pub province_code: Option<String>,
+    /// Upper-cased ISO 3166-1 alpha-2, as sent (not validated here).
+    pub country_code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineItem {
+    pub id: Option<ShopifyId>,
+    /// `None` when absent or blank.
+    pub sku: Option<String>,
+    pub quantity: i64,
+    /// What is left to fulfil; `None` when Shopify did not say (treat as `quantity`).
+    pub fulfillable_quantity: Option<i64>,
+    pub requires_shipping: bool,
+    pub title: String,
+}
+
+impl LineItem {
+    /// Units still to send: `fulfillable_quantity` when present, else `quantity`, never < 0.
+    pub fn open_quantity(&self) -> i64 {
+        self.fulfillable_quantity.unwrap_or(self.quantity).max(0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShippingLine {
+    pub title: Option<String>,
+    pub code: Option<String>,
+}
+
+/// The parts of a Shopify order routing reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Order {
+    pub id: ShopifyId,
+    /// `#1001`; empty when absent.
+    pub name: String,
+    /// `email`, else `contact_email`, else the customer's email.
+    pub email: Option<String>,
+    pub customer_id: Option<ShopifyId>,
+    pub financial_status: Option<String>,
+    pub fulfillment_status: Option<String>,
+    pub source_name: Option<String>,
+    pub currency: Option<String>,
+    /// `total_price` in minor units, read exactly from the decimal string.
+    pub total_price_cents: i64,
+    /// Split on commas, trimmed, empties dropped; compare with [`Order::has_tag`].
+    pub tags: Vec<String>,
+    pub shipping_address: Option<Address>,
+    pub billing_address: Option<Address>,
+    pub line_items: Vec<LineItem>,
+    pub shipping_lines: Vec<ShippingLine>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: Option<i64>,
+    pub cancelled_at_ms: Option<i64>,
+}
+
+impl Order {
+    /// Case-insensitive tag test.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        let tag = tag.trim();
+        self.tags.iter().any(|t| t.eq_ignore_ascii_case(tag) || t.to_lowercase() == tag.to_lowercase())
+    }
+
+    /// Lines the warehouse must still send: they require shipping and have units left.
+    pub fn lines_to_ship(&self) -> impl Iterator<Item = &LineItem> {
+        self.line_items.iter().filter(|l| l.requires_shipping && l.open_quantity() > 0)
+    }
+
+    pub fn shipping_country(&self) -> Option<&str> {
+        self.shipping_address.as_ref().and_then(|a| a.country_code.as_deref())
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled_at_ms.is_some()
+    }
+}
+
+/// Reads an order webhook body (`orders/create`, `updated`, `paid`, `cancelled`,
+/// `fulfilled`, `partially_fulfilled`).
+///
+/// Required: `id`, `created_at` (RFC 3339), `total_price` (decimal string or integer).
+/// Everything else may be absent or null.
+pub fn parse_order(body: &[u8]) -> Result<Order, PayloadError> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| PayloadError::InvalidJson)?;
+    order_from_value(&v)
+}
+
+/// [`parse_order`] for an already-parsed JSON value.
+pub fn order_from_value(v: &Value) -> Result<Order, PayloadError> {
+    let o = v.as_object().ok_or(PayloadError::NotAnObject)?;
+    let order_id = id(o, "id")?.ok_or(PayloadError::MissingField("id"))?;
+    let customer = match o.get("customer") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(c)) => Some(c),
+        Some(_) => return Err(invalid("customer", "an object or null")),
+    };
+    let customer_id = match customer {
+        Some(c) => id(c, "id").map_err(|_| invalid("customer.id", "an integer id"))?,
+        None => None,
+    };
+    let customer_email = match customer {
+        Some(c) => text(c, "email").map_err(|_| invalid("customer.email", "a string"))?,
+        None => None,
+    };
+    let email = text(o, "email")?.or(text(o, "contact_email")?).or(customer_email);
+    let total_price_cents = match o.get("total_price") {
+        None | Some(Value::Null) => return Err(PayloadError::MissingField("total_price")),
+        Some(Value::String(s)) => parse_money_cents(s),
+        Some(Value::Number(n)) => n.as_i64().and_then(|u| u.checked_mul(100)),
+        Some(_) => None,
+    }
+    .ok_or(invalid("total_price", "a decimal amount with at most 2 decimals"))?;
+    let tags = match o.get("tags") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => split_tags(s),
+        Some(Value::Array(a)) => {
+            let mut out = Vec::new();
+            for t in a {
+                out.extend(split_tags(t.as_str().ok_or(invalid("tags", "a string"))?));
+            }
+            out
+        }
+        Some(_) => return Err(invalid("tags", "a comma-separated string")),
+    };
+    let created_at_ms = time(o, "created_at")?.ok_or(PayloadError::MissingField("created_at"))?;
+    let line_items = match o.get("line_items") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.iter().map(line_item).collect::<Result<_, _>>()?,
+        Some(_) => return Err(invalid("line_items", "an array")),
+    };
+    let shipping_lines = match o.get("shipping_lines") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|s| {
+                let s = s.as_object().ok_or(invalid("shipping_lines", "an array of objects"))?;
+                Ok(ShippingLine {
+                    title: text(s, "title").map_err(|_| invalid("shipping_lines.title", "a string"))?,
+                    code: text(s, "code").map_err(|_| invalid("shipping_lines.code", "a string"))?,
+                })
+            })
+            .collect::<Result<_, PayloadError>>()?,
+        Some(_) => return Err(invalid("shipping_lines", "an array")),
+    };
+    Ok(Order {
+        id: order_id,
+        name: text(o, "name")?.unwrap_or_default(),
+        email,
+        customer_id,
+        financial_status: text(o, "financial_status")?.map(|s| s.to_ascii_lowercase()),
+        fulfillment_status: text(o, "fulfillment_status")?.map(|s| s.to_ascii_lowercase()),
+        source_name: text(o, "source_name")?,
+        currency: text(o, "currency")?.map(|s| s.to_ascii_uppercase()),
+        total_price_cents,
+        tags,
+        shipping_address: address(o, "shipping_address")?,
+        billing_address: address(o, "billing_address")?,
+        line_items,
+        shipping_lines,
+        created_at_ms,
+        updated_at_ms: time(o, "updated_at")?,
+        cancelled_at_ms: time(o, "cancelled_at")?,
+    })
+}
+
+/// Shopify's risk levels on `orders/risk_assessment_changed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RiskLevel {
+    High,
+    Medium,
+    Low,
+    None,
+    Pending,
+}
+
+impl RiskLevel {
+    pub const ALL: &'static [RiskLevel] =
+        &[RiskLevel::High, RiskLevel::Medium, RiskLevel::Low, RiskLevel::None, RiskLevel::Pending];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskLevel::High => "high",
+            RiskLevel::Medium => "medium",
+            RiskLevel::Low => "low",
+            RiskLevel::None => "none",
+            RiskLevel::Pending => "pending",
+        }
+    }
+
+    /// Case-insensitive; `None` for anything else.
+    pub fn parse(s: &str) -> Option<RiskLevel> {
+        RiskLevel::ALL.iter().copied().find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// An `orders/risk_assessment_changed` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RiskEvent {
+    pub order_id: ShopifyId,
+    pub risk_level: RiskLevel,
+    /// When the assessment was made; orders risk events among themselves.
+    pub created_at_ms: Option<i64>,
+}
+
+pub fn parse_risk_event(body: &[u8]) -> Result<RiskEvent, PayloadError> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| PayloadError::InvalidJson)?;
+    let o = v.as_object().ok_or(PayloadError::NotAnObject)?;
+    let order_id = match id(o, "order_id")? {
+        Some(i) => i,
+        None => id(o, "admin_graphql_api_order_id")?.ok_or(PayloadError::MissingField("order_id"))?,
+    };
+    let level = text(o, "risk_level")?.ok_or(PayloadError::MissingField("risk_level"))?;
+    let risk_level =
+        RiskLevel::parse(&level).ok_or(invalid("risk_level", "high, medium, low, none or pending"))?;
+    Ok(RiskEvent { order_id, risk_level, created_at_ms: time(o, "created_at")? })
+}
+
+/// Exact decimal money to minor units: `"404.95"` → 40495, `"10"` → 1000, `"-1.5"` → -150.
+/// More than two decimals are accepted only when the extra digits are zeros (`"1.500"`);
+/// anything else (exponents, blanks, overflow) is `None`.
+pub fn parse_money_cents(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    if s.contains('.') && frac.is_empty() {
+        return None;
+    }
+    if frac.len() > 2 && frac.bytes().skip(2).any(|b| b != b'0') {
+        return None;
+    }
+    let mut cents: i64 = 0;
+    for b in int.bytes() {
+        cents = cents.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+    }
+    let f: Vec<u8> = frac.bytes().chain(std::iter::repeat(b'0')).take(2).collect();
+    cents = cents.checked_mul(100)?.checked_add(i64::from(f[0] - b'0') * 10 + i64::from(f[1] - b'0'))?;
+    Some(if neg { -cents } else { cents })
+}
+
+fn split_tags(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect()
+}
+
+fn invalid(field: &'static str, expected: &'static str) -> PayloadError {
+    PayloadError::InvalidField { field, expected }
+}
+
+fn id(o: &Map<String, Value>, k: &'static str) -> Result<Option<ShopifyId>, PayloadError> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => ShopifyId::deserialize(v).map(Some).map_err(|_| invalid(k, "an integer id")),
+    }
+}
+
+/// A string field; blank strings count as absent.
+fn text(o: &Map<String, Value>, k: &'static str) -> Result<Option<String>, PayloadError> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        Some(_) => Err(invalid(k, "a string")),
+    }
+}
+
+fn time(o: &Map<String, Value>, k: &'static str) -> Result<Option<i64>, PayloadError> {
+    match text(o, k)? {
+        None => Ok(None),
+        Some(s) => parse_rfc3339_ms(&s).map(Some).ok_or(invalid(k, "an RFC 3339 timestamp")),
+    }
+}
+
+fn address(o: &Map<String, Value>, k: &'static str) -> Result<Option<Address>, PayloadError> {
+    let a = match o.get(k) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(a)) => a,
+        Some(_) => return Err(invalid(k, "an object or null")),
+    };
+    let f = |name: &'static str| text(a, name).map_err(|_| invalid(k, "an object of string fields"));
+    Ok(Some(Address {
+        name: f("name")?,
+        first_name: f("first_name")?,
+        last_name: f("last_name")?,
+        address1: f("address1")?,
+        address2: f("address2")?,
+        city: f("city")?,
+        zip: f("zip")?,
+        province_code: f("province_code")?,
+        country_code: f("country_code")?.map(|c| c.to_ascii_uppercase()),
+    }))
+}
+
+fn line_item(v: &Value) -> Result<LineItem, PayloadError> {
+    let o = v.as_object().ok_or(invalid("line_items", "an array of objects"))?;
+    let int = |k: &'static str, field: &'static str| match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or(invalid(field, "an integer")),
+        Some(_) => Err(invalid(field, "an integer")),
+    };
+    let requires_shipping = match o.get("requires_shipping") {
+        // Absent means unknown: assume it ships, so address checks are not skipped.
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("line_items.requires_shipping", "a boolean")),
+    };
+    Ok(LineItem {
+        id: id(o, "id").map_err(|_| invalid("line_items.id", "an integer id"))?,
+        sku: text(o, "sku").map_err(|_| invalid("line_items.sku", "a string"))?,
+        quantity: int("quantity", "line_items.quantity")?
+            .ok_or(PayloadError::MissingField("line_items.quantity"))?,
+        fulfillable_quantity: int("fulfillable_quantity", "line_items.fulfillable_quantity")?,
+        requires_shipping,
+        title: text(o, "title").map_err(|_| invalid("line_items.title", "a string"))?.unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/orders-create.json");
+
+    /// The documented sample, edited through `f`.
+    pub(crate) fn fixture_with(f: impl FnOnce(&mut Map<String, Value>)) -> Value {
+        let mut v: Value = serde_json::from_slice(FIXTURE).unwrap();
+        f(v.as_object_mut().unwrap());
+        v
+    }
+
+    #[test]
+    fn shopify_sample_parses_exactly() {
+        let o = parse_order(FIXTURE).unwrap();
+        assert_eq!(o.id.0, "820982911946154508");
+        assert_eq!(o.name, "#9999");
+        assert_eq!(o.email.as_deref(), Some("jon@example.com"));
+        assert_eq!(o.customer_id.as_ref().map(|c| c.0.as_str()), Some("115310627314723950"));
+        assert_eq!(o.financial_status.as_deref(), Some("voided"));
+        assert_eq!(o.fulfillment_status, None);
+        assert_eq!(o.source_name.as_deref(), Some("web"));
+        assert_eq!(o.currency.as_deref(), Some("USD"));
+        assert_eq!(o.total_price_cents, 40495);
+        assert_eq!(o.tags, vec!["tag1", "tag2"]);
+        assert!(o.has_tag("TAG1") && !o.has_tag("tag"));
+        let ship = o.shipping_address.as_ref().unwrap();
+        assert_eq!((ship.country_code.as_deref(), ship.zip.as_deref()), (Some("US"), Some("40003")));
+        assert_eq!(o.line_items.len(), 5);
+        assert_eq!(o.line_items[0].sku.as_deref(), Some("SKU2006-001"));
+        assert_eq!(o.line_items[0].id.as_ref().unwrap().0, "487817672276298560");
+        assert!(o.line_items.iter().all(|l| l.requires_shipping && l.open_quantity() == 1));
+        assert_eq!(o.shipping_lines[0].title.as_deref(), Some("Generic Shipping"));
+        assert_eq!(o.created_at_ms, 1_640_995_200_000);
+        assert_eq!(o.updated_at_ms, Some(1_640_995_200_000));
+        assert_eq!(o.cancelled_at_ms, Some(1_640_995_200_000));
+    }
+
+    #[test]
+    fn tolerates_real_world_shapes() {
+        // POS order: customer null, no shipping address, no email.
+        let pos = fixture_with(|o| {
+            o.insert("customer".into(), Value::Null);
+            o.remove("shipping_address");
+            o.insert("email".into(), Value::Null);
+            o.insert("contact_email".into(), "".into());
+            o.insert("source_name".into(), "pos".into());
+            o.insert("cancelled_at".into(), Value::Null);
+        });
+        let o = order_from_value(&pos).unwrap();
+        assert!(!o.is_cancelled());
+        assert_eq!((o.customer_id, o.email, o.shipping_address), (None, None, None));
+        // Huge ids: u64::MAX and GraphQL gid strings stay exact.
+        let huge = fixture_with(|o| {
+            o.insert("id".into(), serde_json::json!(18446744073709551615u64));
+            o.insert("customer".into(), serde_json::json!({"id": "gid://shopify/Customer/9007199254740993"}));
+        });
+        let o = order_from_value(&huge).unwrap();
+        assert_eq!(o.id.0, "18446744073709551615");
+        assert_eq!(o.customer_id.unwrap().0, "9007199254740993");
+        // Unicode names and odd tag spacing.
+        let odd = fixture_with(|o| {
+            o.insert("tags".into(), " Wholesale ,, VIP,  ,Ünïcode-tag ".into());
+            o["shipping_address"]["name"] = "Zoë Ångström-李".into();
+            o["shipping_address"]["country_code"] = "de".into();
+            o.insert("currency".into(), "eur".into());
+            o.insert("total_price".into(), "1234.5".into());
+        });
+        let o = order_from_value(&odd).unwrap();
+        assert_eq!(o.tags, vec!["Wholesale", "VIP", "Ünïcode-tag"]);
+        assert!(o.has_tag("wholesale") && o.has_tag("ÜNÏCODE-TAG"));
+        assert_eq!(o.shipping_country(), Some("DE"));
+        assert_eq!(o.currency.as_deref(), Some("EUR"));
+        assert_eq!(o.total_price_cents, 123_450);
+        assert_eq!(o.shipping_address.unwrap().name.as_deref(), Some("Zoë Ångström-李"));
+    }
+
+    #[test]
+    fn typed_errors_name_fields_not_values() {
+        let cases: Vec<(Value, &str, &str)> = vec![
+            (serde_json::json!([1, 2]), "not_an_object", ""),
+            (fixture_with(|o| drop(o.remove("id"))), "missing_field", "id"),
+            (fixture_with(|o| drop(o.insert("id".into(), serde_json::json!(8.2e17)))), "invalid_field", "id"),
+            (fixture_with(|o| drop(o.remove("created_at"))), "missing_field", "created_at"),
+            (
+                fixture_with(|o| drop(o.insert("created_at".into(), "yesterday".into()))),
+                "invalid_field",
+                "created_at",
+            ),
+            (
+                fixture_with(|o| drop(o.insert("total_price".into(), "4.0e2".into()))),
+                "invalid_field",
+                "total_price",
+            ),
+            (
+                fixture_with(|o| drop(o.insert("total_price".into(), serde_json::json!(404.95)))),
+                "invalid_field",
+                "total_price",
+            ),
+            (
+                fixture_with(|o| drop(o.insert("total_price".into(), Value::Null))),
+                "missing_field",
+                "total_price",
+            ),
+            (
+                fixture_with(|o| drop(o.insert("line_items".into(), "x".into()))),
+                "invalid_field",
+                "line_items",
+            ),
+            (
+                fixture_with(|o| drop(o.insert("email".into(), serde_json::json!(5)))),
+                "invalid_field",
+                "email",
+            ),
+            (
+                fixture_with(|o| o["line_items"][0]["quantity"] = "one".into()),
+                "invalid_field",
+                "line_items.quantity",
+            ),
+            (
+                fixture_with(|o| o["shipping_address"]["zip"] = serde_json::json!({"secret": "x"})),
+                "invalid_field",
+                "shipping_address",
+            ),
+        ];
+        for (v, code, field) in cases {
+            let e = order_from_value(&v).unwrap_err();
+            assert_eq!(e.code(), code, "{e}");
+            assert!(e.to_string().contains(field), "{e}");
+            assert!(!e.to_string().contains("secret") && !e.to_string().contains("example.com"));
+        }
+        assert_eq!(parse_order(b"{not json").unwrap_err(), PayloadError::InvalidJson);
+    }
+
+    #[test]
+    fn money_is_exact() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("404.95", Some(40495)),
+            ("0.00", Some(0)),
+            ("10", Some(1000)),
+            ("10.5", Some(1050)),
+            ("1.500", Some(150)),
+            ("-1.25", Some(-125)),
+            (" 7.01 ", Some(701)),
+            ("92233720368547758.07", Some(i64::MAX)),
+            ("92233720368547758.08", None),
+            ("1.005", None),
+            ("1.", None),
+            (".5", None),
+            ("1e3", None),
+            ("", None),
+            ("1,00", None),
+            ("0.1", Some(10)),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_money_cents(s), *want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn risk_events() {
+        let r = parse_risk_event(include_bytes!("../../tests/fixtures/orders-risk_assessment_changed.json"))
+            .unwrap();
+        assert_eq!(r.order_id.0, "820982911946154508");
+        assert_eq!(r.risk_level, RiskLevel::Medium);
+        assert_eq!(r.created_at_ms, crate::core::time::parse_rfc3339_ms("2026-04-01T16:00:00Z"));
+        let r = parse_risk_event(
+            br#"{"admin_graphql_api_order_id":"gid://shopify/Order/7","risk_level":"HIGH"}"#,
+        )
+        .unwrap();
+        assert_eq!((r.order_id.0.as_str(), r.risk_level, r.created_at_ms), ("7", RiskLevel::High, None));
+        assert_eq!(
+            parse_risk_event(br#"{"order_id":7,"risk_level":"severe"}"#).unwrap_err().code(),
+            "invalid_field"
+        );
+        assert_eq!(
+            parse_risk_event(br#"{"order_id":7}"#).unwrap_err(),
+            PayloadError::MissingField("risk_level")
+        );
+        for r in RiskLevel::ALL {
+            assert_eq!(RiskLevel::parse(r.as_str()), Some(*r));
+        }
+    }
+}
