@@ -91,8 +91,9 @@ enum StockBody {
 /// `PUT /admin/stock`: `[{"sku": "...", "available": N}, ...]` (or `{"stock": [...], "note": "..."}`)
 /// sets what may be claimed per SKU, in one transaction.
 async fn put_stock(req: &mut Request, store: &Store, op: &Operator) -> Response {
-    let lines = match body::<StockBody>(req).await {
-        Ok(StockBody::List(l)) | Ok(StockBody::Wrapped { stock: l, .. }) => l,
+    let (lines, note) = match body::<StockBody>(req).await {
+        Ok(StockBody::List(l)) => (l, None),
+        Ok(StockBody::Wrapped { stock, note }) => (stock, note),
         Err(r) => return r,
     };
     if lines.is_empty() || lines.len() > 1000 {
@@ -102,7 +103,7 @@ async fn put_stock(req: &mut Request, store: &Store, op: &Operator) -> Response 
         return error(400, "invalid_stock", &format!("sku {:?}: sku must be non-empty and available >= 0", bad.sku));
     }
     let rows: Vec<(String, i64)> = lines.into_iter().map(|l| (l.sku.trim().to_string(), l.available)).collect();
-    match store.put_stock(&rows, now_ms(), &op.actor).await {
+    match store.put_stock(&rows, now_ms(), &op.actor, note.as_deref()).await {
         Ok(()) => json(200, &serde_json::json!({ "updated": rows.len() })),
         Err(e) => store_error(e),
     }

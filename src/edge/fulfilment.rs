@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use futures_util::future::{join_all, select, Either};
 use wasm_bindgen::JsValue;
-use worker::{AbortController, Date, Delay, Env, Fetch, Headers, Message, MessageBatch, Method, Queue, Request, RequestInit};
+use worker::{
+    AbortController, Date, Delay, Env, Fetch, Headers, Message, MessageBatch, MessageExt, Method, Queue, Request, RequestInit,
+};
 
 use super::config;
 use super::orders::fulfilment_request;
@@ -208,7 +210,7 @@ async fn post(url: &str, timeout_ms: u64, body: &[u8], key: &str, signature: &st
     };
     let controller = AbortController::default();
     let signal = controller.signal();
-    let call = async {
+    let call = async move {
         let mut resp = Fetch::Request(req).send_with_signal(&signal).await?;
         let code = resp.status_code();
         let retry_after = resp.headers().get("retry-after").ok().flatten();

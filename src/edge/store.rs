@@ -247,7 +247,7 @@ impl Store {
     }
 
     /// Sets available units per SKU in one transaction, with one audit row for the load.
-    pub async fn put_stock(&self, rows: &[(String, i64)], now_ms: i64, actor: &str) -> StoreResult<()> {
+    pub async fn put_stock(&self, rows: &[(String, i64)], now_ms: i64, actor: &str, note: Option<&str>) -> StoreResult<()> {
         let mut statements = Vec::with_capacity(rows.len() + 1);
         for (sku, available) in rows {
             statements.push(self.stmt(
@@ -257,7 +257,7 @@ impl Store {
                 &[s(sku), n(*available), n(now_ms), s(actor)],
             )?);
         }
-        let detail = serde_json::json!({ "skus": rows.len() });
+        let detail = serde_json::json!({ "skus": rows.len(), "note": note });
         statements.push(self.audit(&AuditRow {
             at_ms: now_ms,
             shop: None,
@@ -284,20 +284,16 @@ pub struct OrderRow {
     pub order_id: String,
     pub order_name: Option<String>,
     pub state: String,
-    pub reason: Option<String>,
     pub segment: String,
     pub mode: String,
     pub rules_version: String,
     pub payload_delivery_id: Option<i64>,
-    pub seq: i64,
     pub submission: i64,
-    pub attempts: i64,
     pub lease_until: Option<i64>,
-    pub enqueued_ms: Option<i64>,
 }
 
-const ORDER_COLUMNS: &str = "shop, order_id, order_name, state, reason, segment, mode, rules_version, \
-     payload_delivery_id, seq, submission, attempts, lease_until, enqueued_ms";
+const ORDER_COLUMNS: &str =
+    "shop, order_id, order_name, state, segment, mode, rules_version, payload_delivery_id, submission, lease_until";
 
 /// A stored body, decoded back to bytes.
 pub fn decode_body(encoding: &str, body: String) -> Option<Vec<u8>> {

@@ -5,7 +5,9 @@ use serde::Deserialize;
 use worker::{Date, Env, Request, Response};
 
 use super::config;
+use super::flags::Flags;
 use super::http::{error, json, unavailable};
+use super::routing;
 use super::store::{NewDelivery, Store, StoreError};
 use crate::core::webhook::{self, body_ref, Rejection, ShopifyId, Topic, MAX_BODY_BYTES};
 
@@ -48,7 +50,10 @@ pub async fn handle(mut req: Request, env: &Env) -> Response {
         return unavailable(RETRY_AFTER_SECS);
     };
     let store = Store::new(db);
-    match record(&store, &delivery, &body).await {
+    let flags = env.kv(config::FLAGS).ok().map(Flags::new);
+    let queue = env.queue(config::FULFILMENT_QUEUE).ok();
+    let ctx = routing::Ctx { store: &store, flags: flags.as_ref(), queue: queue.as_ref() };
+    match record(&ctx, &delivery, &body).await {
         Ok(Recorded { status, review }) => {
             json(200, &serde_json::json!({ "status": status, "held_for_review": review }))
         }
@@ -77,7 +82,8 @@ struct RedactCustomer {
     id: Option<ShopifyId>,
 }
 
-async fn record(store: &Store, d: &webhook::Delivery, body: &[u8]) -> Result<Recorded, StoreError> {
+async fn record(ctx: &routing::Ctx<'_>, d: &webhook::Delivery, body: &[u8]) -> Result<Recorded, StoreError> {
+    let store = ctx.store;
     // A repeat is answered from the unique key without re-running anything.
     if store.delivery_id(&d.shop, &d.webhook_id).await?.is_some() {
         return Err(StoreError::Conflict);
@@ -124,12 +130,16 @@ async fn record(store: &Store, d: &webhook::Delivery, body: &[u8]) -> Result<Rec
                 }
             }
         }
+        _ if detail.is_none() => {
+            return match routing::record_and_route(ctx, d, topic, body, customer_id.as_deref(), received_ms).await? {
+                (routing::Routed::Duplicate, _) => Err(StoreError::Conflict),
+                (routing::Routed::Recorded, review) => Ok(Recorded { status: "accepted", review }),
+            };
+        }
         _ => {
             new.body = Some(body);
-            if detail.is_some() {
-                new.outcome = "review";
-                new.detail = detail.as_deref();
-            }
+            new.outcome = "review";
+            new.detail = detail.as_deref();
         }
     }
     let mut statements = store.record_delivery(&new)?;
