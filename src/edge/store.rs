@@ -34,15 +34,15 @@ pub struct Store {
     db: D1Database,
 }
 
-fn s(v: &str) -> JsValue {
+pub(crate) fn s(v: &str) -> JsValue {
     JsValue::from_str(v)
 }
 
-fn opt(v: Option<&str>) -> JsValue {
+pub(crate) fn opt(v: Option<&str>) -> JsValue {
     v.map(JsValue::from_str).unwrap_or(JsValue::NULL)
 }
 
-fn n(v: i64) -> JsValue {
+pub(crate) fn n(v: i64) -> JsValue {
     // D1 numbers travel as f64; every integer we bind (times, sizes, counts) is far below 2^53.
     JsValue::from_f64(v as f64)
 }
@@ -64,7 +64,7 @@ impl Store {
         Store { db }
     }
 
-    fn stmt(&self, sql: &str, args: &[JsValue]) -> StoreResult<D1PreparedStatement> {
+    pub(crate) fn stmt(&self, sql: &str, args: &[JsValue]) -> StoreResult<D1PreparedStatement> {
         Ok(self.db.prepare(sql).bind(args)?)
     }
 
