@@ -7,8 +7,9 @@ use worker::{Date, Env, Method, Request, Response};
 use super::config;
 use super::flags::Flags;
 use super::http::{error, json, unavailable};
-use super::store::{Store, StoreError};
+use super::overrides;
 use super::store::{AuditOut, DeadLetterOut, ExceptionOut};
+use super::store::{Store, StoreError};
 use crate::core::admin::{actor, AdminTokens};
 use crate::core::query::{self, encode_cursor, Built, QueryError};
 use crate::core::types::Mode;
@@ -26,7 +27,9 @@ fn authenticate(req: &Request, env: &Env) -> Option<Operator> {
 
 pub fn store_error(e: StoreError) -> Response {
     match e {
-        StoreError::Conflict => error(409, "conflict", "a concurrent change won; read the current state and retry"),
+        StoreError::Conflict => {
+            error(409, "conflict", "a concurrent change won; read the current state and retry")
+        }
         StoreError::Unavailable(msg) => {
             worker::console_error!("admin storage error: {msg}");
             unavailable(5)
@@ -34,12 +37,13 @@ pub fn store_error(e: StoreError) -> Response {
     }
 }
 
-async fn body<T: for<'de> Deserialize<'de>>(req: &mut Request) -> Result<T, Response> {
-    let bytes = req.bytes().await.map_err(|_| error(400, "unreadable_body", "the request body could not be read"))?;
+pub async fn body<T: for<'de> Deserialize<'de>>(req: &mut Request) -> Result<T, Response> {
+    let bytes =
+        req.bytes().await.map_err(|_| error(400, "unreadable_body", "the request body could not be read"))?;
     serde_json::from_slice(&bytes).map_err(|e| error(400, "invalid_json", &format!("request body: {e}")))
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     Date::now().as_millis() as i64
 }
 
@@ -60,15 +64,30 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
             let Ok(kv) = env.kv(config::FLAGS) else { return unavailable(5) };
             put_mode(&mut req, &store, &Flags::new(kv), &op, segment).await
         }
-        (Method::Get, ["audit"]) => list::<AuditOut>(&req, &store, |p| query::audit(p), true).await,
-        (Method::Get, ["exceptions"]) => list::<ExceptionOut>(&req, &store, |p| query::exceptions(p, now_ms()), false).await,
-        (Method::Get, ["dead-letters"]) => list::<DeadLetterOut>(&req, &store, query::dead_letters, false).await,
+        (Method::Get, ["audit"]) => list::<AuditOut>(&req, &store, query::audit, true).await,
+        (Method::Get, ["exceptions"]) => {
+            list::<ExceptionOut>(&req, &store, |p| query::exceptions(p, now_ms()), false).await
+        }
+        (Method::Get, ["dead-letters"]) => {
+            list::<DeadLetterOut>(&req, &store, query::dead_letters, false).await
+        }
         (Method::Get, ["orders", shop, order_id]) => match store.order_view(shop, order_id).await {
             Ok(Some(v)) => json(200, &v),
             Ok(None) => error(404, "order_not_found", "no such order"),
             Err(e) => store_error(e),
         },
-        (_, ["stock"]) | (_, ["segments", _, "mode"]) | (_, ["audit"]) | (_, ["exceptions"]) | (_, ["dead-letters"]) => {
+        (Method::Post, ["orders", shop, order_id, action]) => {
+            overrides::order_action(req, env, &store, &op, shop, order_id, action).await
+        }
+        (Method::Post, ["dead-letters", "redrive"]) => overrides::redrive_bulk(req, env, &store, &op).await,
+        (Method::Post, ["dead-letters", id, "redrive"]) => {
+            overrides::redrive_one(req, env, &store, &op, id).await
+        }
+        (_, ["stock"])
+        | (_, ["segments", _, "mode"])
+        | (_, ["audit"])
+        | (_, ["exceptions"])
+        | (_, ["dead-letters"]) => {
             error(405, "method_not_allowed", "this endpoint does not accept that method")
         }
         _ => error(404, "not_found", "no such admin endpoint"),
@@ -100,9 +119,14 @@ async fn put_stock(req: &mut Request, store: &Store, op: &Operator) -> Response 
         return error(400, "invalid_stock", "send between 1 and 1000 stock lines");
     }
     if let Some(bad) = lines.iter().find(|l| l.sku.trim().is_empty() || l.available < 0) {
-        return error(400, "invalid_stock", &format!("sku {:?}: sku must be non-empty and available >= 0", bad.sku));
+        return error(
+            400,
+            "invalid_stock",
+            &format!("sku {:?}: sku must be non-empty and available >= 0", bad.sku),
+        );
     }
-    let rows: Vec<(String, i64)> = lines.into_iter().map(|l| (l.sku.trim().to_string(), l.available)).collect();
+    let rows: Vec<(String, i64)> =
+        lines.into_iter().map(|l| (l.sku.trim().to_string(), l.available)).collect();
     match store.put_stock(&rows, now_ms(), &op.actor, note.as_deref()).await {
         Ok(()) => json(200, &serde_json::json!({ "updated": rows.len() })),
         Err(e) => store_error(e),
@@ -145,7 +169,9 @@ async fn put_mode(req: &mut Request, store: &Store, flags: &Flags, op: &Operator
 }
 
 fn query_pairs(req: &Request) -> Vec<(String, String)> {
-    req.url().map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()).unwrap_or_default()
+    req.url()
+        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default()
 }
 
 /// A row that can be paged by (time, id).
@@ -174,7 +200,12 @@ impl Keyed for DeadLetterOut {
 /// Runs a list query and answers `{"items": [...], "next_cursor": ...}`; with `explain=true`
 /// (where allowed) answers SQLite's query plan instead, so operators can see which index
 /// serves a filter.
-async fn list<T>(req: &Request, store: &Store, build: impl Fn(&[(String, String)]) -> Result<Built, QueryError>, explain: bool) -> Response
+async fn list<T>(
+    req: &Request,
+    store: &Store,
+    build: impl Fn(&[(String, String)]) -> Result<Built, QueryError>,
+    explain: bool,
+) -> Response
 where
     T: for<'de> Deserialize<'de> + serde::Serialize + Keyed,
 {
@@ -193,7 +224,14 @@ where
         Ok(mut rows) => {
             let more = rows.len() as i64 > built.limit;
             rows.truncate(built.limit as usize);
-            let next = if more { rows.last().map(|r| { let (a, b) = r.key(); encode_cursor(a, b) }) } else { None };
+            let next = if more {
+                rows.last().map(|r| {
+                    let (a, b) = r.key();
+                    encode_cursor(a, b)
+                })
+            } else {
+                None
+            };
             json(200, &serde_json::json!({ "items": rows, "next_cursor": next }))
         }
         Err(e) => store_error(e),

@@ -8,7 +8,8 @@ use std::time::Duration;
 use futures_util::future::{join_all, select, Either};
 use wasm_bindgen::JsValue;
 use worker::{
-    AbortController, Date, Delay, Env, Fetch, Headers, Message, MessageBatch, MessageExt, Method, Queue, Request, RequestInit,
+    AbortController, Date, Delay, Env, Fetch, Headers, Message, MessageBatch, MessageExt, Method, Queue,
+    Request, RequestInit,
 };
 
 use super::config;
@@ -125,7 +126,18 @@ async fn attempt(ctx: &Ctx<'_>, raw: &str) -> Result<(), StoreError> {
     let msg = match QueueMessage::from_json(raw) {
         Ok(m) => m,
         Err(e) => {
-            let st = store.dead_letter(None, None, None, "invalid_message", 0, Some(&format!("{e}")), None, None, Some(raw), now)?;
+            let st = store.dead_letter(
+                None,
+                None,
+                None,
+                "invalid_message",
+                0,
+                Some(&format!("{e}")),
+                None,
+                None,
+                Some(raw),
+                now,
+            )?;
             return store.batch(vec![st]).await;
         }
     };
@@ -147,7 +159,10 @@ async fn attempt(ctx: &Ctx<'_>, raw: &str) -> Result<(), StoreError> {
     }
     let lease = random_id();
     let attempt_no = i64::from(msg.attempt);
-    if !store.claim_attempt(&row.shop, &row.order_id, row.submission, attempt_no, &lease, now, LEASE_MS).await? {
+    if !store
+        .claim_attempt(&row.shop, &row.order_id, row.submission, attempt_no, &lease, now, LEASE_MS)
+        .await?
+    {
         return Ok(()); // another delivery of this attempt holds it, or it is stale
     }
     let outcome = send(ctx.settings, store, &row).await;
@@ -162,7 +177,17 @@ async fn hold_for_mode(store: &Store, row: &OrderRow, now: i64) -> Result<(), St
         return Ok(());
     }
     let detail = serde_json::json!({ "why": "segment is no longer in auto mode" });
-    let st = store.leased_transition(row, &lease, "hold", Some("manual"), &["held_ms"], "held", "system:router", &detail, now)?;
+    let st = store.leased_transition(
+        row,
+        &lease,
+        "hold",
+        Some("manual"),
+        &["held_ms"],
+        "held",
+        "system:router",
+        &detail,
+        now,
+    )?;
     store.batch(st).await
 }
 
@@ -193,7 +218,9 @@ async fn send(settings: &Settings, store: &Store, row: &OrderRow) -> Sent {
         Ok(s) => s,
         Err(e) => return Sent::Unbuildable(e.to_string()),
     };
-    Sent::Response(post(url, settings.timeout_ms, &signed.body, &signed.idempotency_key, &signed.signature).await)
+    Sent::Response(
+        post(url, settings.timeout_ms, &signed.body, &signed.idempotency_key, &signed.signature).await,
+    )
 }
 
 async fn post(url: &str, timeout_ms: u64, body: &[u8], key: &str, signature: &str) -> Outcome {
@@ -237,20 +264,51 @@ fn status_of(o: &Outcome) -> Option<u16> {
     }
 }
 
-async fn record(ctx: &Ctx<'_>, row: &OrderRow, msg: &QueueMessage, lease: &str, sent: Sent) -> Result<(), StoreError> {
+async fn record(
+    ctx: &Ctx<'_>,
+    row: &OrderRow,
+    msg: &QueueMessage,
+    lease: &str,
+    sent: Sent,
+) -> Result<(), StoreError> {
     let store = ctx.store;
     let now = now_ms();
     let attempt_no = i64::from(msg.attempt);
     let outcome = match sent {
         Sent::Response(o) => o,
         Sent::Unbuildable(why) => {
-            let mut st = vec![store.finish_attempt(&row.shop, &row.order_id, row.submission, attempt_no, now,
-                &AttemptEnd { outcome: "refused", http_status: None, error: Some(&why) })?];
-            st.push(store.dead_letter(Some(&row.shop), Some(&row.order_id), Some(row.submission), "unbuildable",
-                attempt_no, Some(&why), None, None, None, now)?);
+            let mut st = vec![store.finish_attempt(
+                &row.shop,
+                &row.order_id,
+                row.submission,
+                attempt_no,
+                now,
+                &AttemptEnd { outcome: "refused", http_status: None, error: Some(&why) },
+            )?];
+            st.push(store.dead_letter(
+                Some(&row.shop),
+                Some(&row.order_id),
+                Some(row.submission),
+                "unbuildable",
+                attempt_no,
+                Some(&why),
+                None,
+                None,
+                None,
+                now,
+            )?);
             let detail = serde_json::json!({ "cause": "unbuildable", "error": why });
-            st.extend(store.leased_transition(row, lease, "hold", Some("fulfilment"), &["held_ms", "failed_ms"],
-                "dead_lettered", ACTOR, &detail, now)?);
+            st.extend(store.leased_transition(
+                row,
+                lease,
+                "hold",
+                Some("fulfilment"),
+                &["held_ms", "failed_ms"],
+                "dead_lettered",
+                ACTOR,
+                &detail,
+                now,
+            )?);
             return store.batch(st).await;
         }
     };
@@ -267,32 +325,93 @@ async fn record(ctx: &Ctx<'_>, row: &OrderRow, msg: &QueueMessage, lease: &str, 
     });
     match step {
         Step::Done => {
-            let mut st = vec![store.finish_attempt(&row.shop, &row.order_id, row.submission, attempt_no, now,
-                &AttemptEnd { outcome: "accepted", http_status, error: None })?];
-            st.extend(store.leased_transition(row, lease, "submitted", None, &["submitted_ms"], "submitted", ACTOR, &base, now)?);
+            let mut st = vec![store.finish_attempt(
+                &row.shop,
+                &row.order_id,
+                row.submission,
+                attempt_no,
+                now,
+                &AttemptEnd { outcome: "accepted", http_status, error: None },
+            )?];
+            st.extend(store.leased_transition(
+                row,
+                lease,
+                "submitted",
+                None,
+                &["submitted_ms"],
+                "submitted",
+                ACTOR,
+                &base,
+                now,
+            )?);
             store.batch(st).await
         }
         Step::HoldInventory => {
-            let mut st = vec![store.finish_attempt(&row.shop, &row.order_id, row.submission, attempt_no, now,
-                &AttemptEnd { outcome: "out_of_stock", http_status, error: response })?];
+            let mut st = vec![store.finish_attempt(
+                &row.shop,
+                &row.order_id,
+                row.submission,
+                attempt_no,
+                now,
+                &AttemptEnd { outcome: "out_of_stock", http_status, error: response },
+            )?];
             st.push(store.drop_reservations(&row.shop, &row.order_id)?);
-            st.extend(store.leased_transition(row, lease, "hold", Some("inventory"), &["held_ms"],
-                "downstream_out_of_stock", ACTOR, &base, now)?);
+            st.extend(store.leased_transition(
+                row,
+                lease,
+                "hold",
+                Some("inventory"),
+                &["held_ms"],
+                "downstream_out_of_stock",
+                ACTOR,
+                &base,
+                now,
+            )?);
             store.batch(st).await
         }
         Step::DeadLetter { cause } => {
-            let mut st = vec![store.finish_attempt(&row.shop, &row.order_id, row.submission, attempt_no, now,
-                &AttemptEnd { outcome: if class == Class::Permanent { "refused" } else { "transient" }, http_status, error: Some(&described) })?];
-            st.push(store.dead_letter(Some(&row.shop), Some(&row.order_id), Some(row.submission), cause.as_str(),
-                attempt_no, Some(&described), http_status, response, None, now)?);
+            let mut st = vec![store.finish_attempt(
+                &row.shop,
+                &row.order_id,
+                row.submission,
+                attempt_no,
+                now,
+                &AttemptEnd {
+                    outcome: if class == Class::Permanent { "refused" } else { "transient" },
+                    http_status,
+                    error: Some(&described),
+                },
+            )?];
+            st.push(store.dead_letter(
+                Some(&row.shop),
+                Some(&row.order_id),
+                Some(row.submission),
+                cause.as_str(),
+                attempt_no,
+                Some(&described),
+                http_status,
+                response,
+                None,
+                now,
+            )?);
             let mut detail = base.clone();
             detail["cause"] = cause.as_str().into();
-            st.extend(store.leased_transition(row, lease, "hold", Some("fulfilment"), &["held_ms", "failed_ms"],
-                "dead_lettered", ACTOR, &detail, now)?);
+            st.extend(store.leased_transition(
+                row,
+                lease,
+                "hold",
+                Some("fulfilment"),
+                &["held_ms", "failed_ms"],
+                "dead_lettered",
+                ACTOR,
+                &detail,
+                now,
+            )?);
             store.batch(st).await
         }
         Step::RetryAfter { delay_secs, next_attempt } => {
-            let delay = ((f64::from(delay_secs) * ctx.settings.delay_scale).round() as u32).clamp(1, retry::MAX_DELAY_SECS);
+            let delay = ((f64::from(delay_secs) * ctx.settings.delay_scale).round() as u32)
+                .clamp(1, retry::MAX_DELAY_SECS);
             let mut detail = base.clone();
             detail["next_attempt"] = next_attempt.into();
             detail["delay_secs"] = delay.into();
@@ -311,8 +430,14 @@ async fn record(ctx: &Ctx<'_>, row: &OrderRow, msg: &QueueMessage, lease: &str, 
                 actor: ACTOR,
                 detail: &detail,
             };
-            let mut st = vec![store.finish_attempt(&row.shop, &row.order_id, row.submission, attempt_no, now,
-                &AttemptEnd { outcome: "transient", http_status, error: Some(&described) })?];
+            let mut st = vec![store.finish_attempt(
+                &row.shop,
+                &row.order_id,
+                row.submission,
+                attempt_no,
+                now,
+                &AttemptEnd { outcome: "transient", http_status, error: Some(&described) },
+            )?];
             st.extend(store.release_lease(row, lease, now, &audit)?);
             store.batch(st).await?;
             // If this send fails the order stays ready with its lease released; the cron sweep
@@ -352,8 +477,17 @@ async fn dead_lettered(store: &Store, m: &Message<String>) {
                     let lease = random_id();
                     if store.take_lease(&row.shop, &row.order_id, &lease, now, LEASE_MS).await? {
                         let detail = serde_json::json!({ "cause": "dead_letter_queue" });
-                        st.extend(store.leased_transition(&row, &lease, "hold", Some("fulfilment"),
-                            &["held_ms", "failed_ms"], "dead_lettered", ACTOR, &detail, now)?);
+                        st.extend(store.leased_transition(
+                            &row,
+                            &lease,
+                            "hold",
+                            Some("fulfilment"),
+                            &["held_ms", "failed_ms"],
+                            "dead_lettered",
+                            ACTOR,
+                            &detail,
+                            now,
+                        )?);
                     }
                 }
             }

@@ -14,7 +14,8 @@ pub async fn route(req: Request, env: &Env) -> Response {
         ("/healthz", Method::Get) => json(200, &serde_json::json!({ "ok": true, "version": VERSION })),
         ("/webhooks/shopify", Method::Post) => webhooks::handle(req, env).await,
         (p, _) if p.starts_with("/admin/") => {
-            let segments: Vec<&str> = p.trim_start_matches("/admin/").split('/').filter(|s| !s.is_empty()).collect();
+            let segments: Vec<&str> =
+                p.trim_start_matches("/admin/").split('/').filter(|s| !s.is_empty()).collect();
             super::admin::handle(req, env, &segments).await
         }
         ("/webhooks/shopify", _) | ("/healthz", _) => {

@@ -8,6 +8,7 @@ mod flags;
 mod fulfilment;
 mod http;
 mod orders;
+mod overrides;
 mod routing;
 mod store;
 mod webhooks;

@@ -18,7 +18,11 @@ pub fn fulfilment_request(row: &OrderRow, body: &[u8]) -> Result<FulfilmentReque
         .collect();
     let shipping_address = order.shipping_address.as_ref().map(|a| ShippingAddress {
         name: a.name.clone().or_else(|| {
-            let full = [a.first_name.as_deref(), a.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+            let full = [a.first_name.as_deref(), a.last_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
             (!full.is_empty()).then_some(full)
         }),
         address1: a.address1.clone(),

@@ -11,7 +11,9 @@ use worker::Queue;
 use super::flags::{Flag, Flags};
 use super::fulfilment::enqueue;
 use super::store::{AuditRow, DecisionCols, NewDelivery, OrderCols, OrderWrite, RouteRow, Store, StoreError};
-use crate::core::apply::{apply_delivery, Applied, Delivery as CoreDelivery, Incoming, OrderRecord, OrderingKey, RouteEnv};
+use crate::core::apply::{
+    apply_delivery, Applied, Delivery as CoreDelivery, Incoming, OrderRecord, OrderingKey, RouteEnv,
+};
 use crate::core::fulfilment::QueueMessage;
 use crate::core::order::{parse_order, parse_risk_event, Order, RiskEvent, RiskLevel};
 use crate::core::rules::Matrix;
@@ -76,6 +78,7 @@ pub enum Routed {
     Duplicate,
 }
 
+#[allow(clippy::large_enum_variant)] // built once per delivery, never stored
 enum Parsed {
     Order(Order),
     Risk(RiskEvent),
@@ -182,7 +185,8 @@ async fn attempt(
             stock = store.route_reads(&d.shop, order_id, &extra, None, now_ms).await?.stock;
         }
     }
-    let early_risk = reads.early_risk_body.as_deref().and_then(|b| parse_risk_event(b).ok()).map(|r| r.risk_level);
+    let early_risk =
+        reads.early_risk_body.as_deref().and_then(|b| parse_risk_event(b).ok()).map(|r| r.risk_level);
     let lane_name = match (&body_order, &stored_order, &prior) {
         (Some(o), _, _) | (None, Some(o), _) => m.lane_for(&d.shop, o).name.clone(),
         (None, None, Some(p)) => p.lane.clone(),
@@ -202,7 +206,8 @@ async fn attempt(
         Parsed::Order(o) => Incoming::Order { topic, order: o },
         Parsed::Risk(r) => Incoming::Risk { event: r, order: stored_order.as_ref() },
     };
-    let applied = apply_delivery(prior.as_ref(), &CoreDelivery { incoming, triggered_at_ms: triggered }, &env, now_ms);
+    let applied =
+        apply_delivery(prior.as_ref(), &CoreDelivery { incoming, triggered_at_ms: triggered }, &env, now_ms);
 
     let new = NewDelivery {
         delivery: d,
@@ -217,7 +222,16 @@ async fn attempt(
     let mut statements = store.record_delivery(&new)?;
     let lane = m.lane(&lane_name).map(|l| l.default_mode).unwrap_or(Mode::Manual);
     statements.extend(store.note_mode(&lane_name, kv.unwrap_or(lane), now_ms, ACTOR, None)?);
-    statements.extend(write_applied(store, d, order_id, reads.row.as_ref(), &applied, body_order.as_ref(), now_ms)?);
+    statements.extend(write_applied(
+        store,
+        d,
+        order_id,
+        reads.row.as_ref(),
+        &reads.reservations,
+        &applied,
+        body_order.as_ref(),
+        now_ms,
+    )?);
     store.batch(statements).await?;
 
     if applied.submit && applied.decision.as_ref().is_some_and(|dec| dec.mode == Mode::Auto) {
@@ -245,16 +259,30 @@ pub async fn submit(ctx: &Ctx<'_>, shop: &str, order_id: &str, now_ms: i64) {
 }
 
 /// The statements for an `Applied`: order row, stock releases then claims, audit rows.
+#[allow(clippy::too_many_arguments)]
 pub fn write_applied(
     store: &Store,
     d: &Delivery,
     order_id: &str,
     prior_row: Option<&RouteRow>,
+    prior_reservations: &[(String, i64)],
     applied: &Applied,
     body_order: Option<&Order>,
     now_ms: i64,
 ) -> Result<Vec<worker::D1PreparedStatement>, StoreError> {
-    write_applied_as(store, &d.shop, Some(&d.webhook_id), order_id, prior_row, applied, body_order, now_ms, ACTOR, None)
+    write_applied_as(
+        store,
+        &d.shop,
+        Some(&d.webhook_id),
+        order_id,
+        prior_row,
+        prior_reservations,
+        applied,
+        body_order,
+        now_ms,
+        ACTOR,
+        None,
+    )
 }
 
 /// As `write_applied`, for any actor (operators add their note to every audit row).
@@ -265,6 +293,7 @@ pub fn write_applied_as(
     webhook_id: Option<&str>,
     order_id: &str,
     prior_row: Option<&RouteRow>,
+    prior_reservations: &[(String, i64)],
     applied: &Applied,
     body_order: Option<&Order>,
     now_ms: i64,
@@ -326,11 +355,18 @@ pub fn write_applied_as(
             order: order_cols,
         })?);
     }
+    // Claims are net of what the order already holds (a re-drive keeps its earlier claim).
+    let mut held: std::collections::BTreeMap<&str, i64> =
+        prior_reservations.iter().map(|(k, q)| (k.as_str(), *q)).collect();
     for (sku, qty) in &applied.release {
         out.extend(store.release(shop, order_id, sku, *qty, now_ms)?);
+        held.remove(sku.as_str());
     }
     for (sku, qty) in &applied.reserve {
-        out.extend(store.reserve(shop, order_id, sku, *qty, now_ms)?);
+        let delta = qty - held.get(sku.as_str()).copied().unwrap_or(0);
+        if delta > 0 {
+            out.extend(store.reserve(shop, order_id, sku, delta, now_ms)?);
+        }
     }
     for (i, a) in applied.audit.iter().enumerate() {
         let mut detail = a.detail.clone();

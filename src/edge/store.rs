@@ -247,7 +247,13 @@ impl Store {
     }
 
     /// Sets available units per SKU in one transaction, with one audit row for the load.
-    pub async fn put_stock(&self, rows: &[(String, i64)], now_ms: i64, actor: &str, note: Option<&str>) -> StoreResult<()> {
+    pub async fn put_stock(
+        &self,
+        rows: &[(String, i64)],
+        now_ms: i64,
+        actor: &str,
+        note: Option<&str>,
+    ) -> StoreResult<()> {
         let mut statements = Vec::with_capacity(rows.len() + 1);
         for (sku, available) in rows {
             statements.push(self.stmt(
@@ -338,6 +344,7 @@ impl Store {
     /// Claims attempt `attempt` of `submission` for this consumer: true when this call owns it.
     /// The order must still be ready, in auto mode, at the previous attempt (or at this one
     /// whose holder's lease ran out), and no other attempt may be in flight.
+    #[allow(clippy::too_many_arguments)]
     pub async fn claim_attempt(
         &self,
         shop: &str,
@@ -606,7 +613,10 @@ pub struct AttemptOut {
 
 impl Store {
     /// Runs a built list query; returns its rows.
-    pub async fn list<T: for<'de> serde::Deserialize<'de>>(&self, b: &crate::core::query::Built) -> StoreResult<Vec<T>> {
+    pub async fn list<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        b: &crate::core::query::Built,
+    ) -> StoreResult<Vec<T>> {
         let args: Vec<JsValue> = b.params.iter().map(param).collect();
         Ok(self.stmt(&b.sql, &args)?.all().await?.results()?)
     }
@@ -719,7 +729,12 @@ impl Store {
     /// Ready orders of auto lanes that no queue message is known to be carrying: never
     /// enqueued (older than `fresh_ms`, so a webhook still enqueueing is left alone), or whose
     /// last scheduled retry is overdue by more than `overdue_ms`.
-    pub async fn stranded_ready(&self, now_ms: i64, fresh_ms: i64, overdue_ms: i64) -> StoreResult<Vec<StrandedRow>> {
+    pub async fn stranded_ready(
+        &self,
+        now_ms: i64,
+        fresh_ms: i64,
+        overdue_ms: i64,
+    ) -> StoreResult<Vec<StrandedRow>> {
         let st = self.stmt(
             "SELECT shop, order_id, submission, attempts FROM orders \
              WHERE state = 'ready-for-fulfilment' AND mode = 'auto' \
@@ -859,7 +874,8 @@ impl Store {
             )?);
         }
         let results = self.db.batch(statements).await?;
-        let row = results.first().map(|r| r.results::<RouteRow>()).transpose()?.and_then(|v| v.into_iter().next());
+        let row =
+            results.first().map(|r| r.results::<RouteRow>()).transpose()?.and_then(|v| v.into_iter().next());
         let reservations = match results.get(1) {
             Some(r) => r.results::<SkuQty>()?.into_iter().map(|x| (x.sku, x.quantity)).collect(),
             None => Vec::new(),
@@ -869,7 +885,9 @@ impl Store {
             _ => 1,
         };
         let early_risk_body = match results.get(3) {
-            Some(r) => r.results::<BodyRow>()?.into_iter().next().and_then(|b| decode_body(&b.encoding, b.body)),
+            Some(r) => {
+                r.results::<BodyRow>()?.into_iter().next().and_then(|b| decode_body(&b.encoding, b.body))
+            }
             None => None,
         };
         let stock = match results.get(4) {
@@ -886,34 +904,34 @@ impl Store {
         let o = w.order.as_ref();
         let flag = |b: bool| n(i64::from(b));
         let args = [
-            s(w.shop),                                                     // 1
-            s(w.order_id),                                                 // 2
-            opt(o.map(|o| o.order_name)),                                  // 3
-            s(w.state),                                                    // 4
-            opt(w.reason),                                                 // 5
-            s(w.segment),                                                  // 6
-            opt(d.map(|d| d.mode)),                                        // 7
-            opt(d.and_then(|d| d.shadow_state)),                           // 8
-            opt(d.and_then(|d| d.shadow_reason)),                          // 9
-            opt(d.map(|d| d.rule_ids)),                                    // 10
-            opt(d.map(|d| d.explanation)),                                 // 11
-            s(w.rules_version),                                            // 12
-            opt(o.and_then(|o| o.financial_status)),                       // 13
-            opt(w.risk_level),                                             // 14
-            w.risk_at_ms.map(n).unwrap_or(JsValue::NULL),                  // 15
-            opt(o.and_then(|o| o.email_hash)),                             // 16
-            o.map(|o| n(o.total_cents)).unwrap_or(JsValue::NULL),          // 17
-            opt(o.and_then(|o| o.currency)),                               // 18
-            n(w.order_updated_ms),                                         // 19
-            n(w.event_triggered_ms),                                       // 20
-            opt(if o.is_some() { w.webhook_id } else { None }),            // 21
-            n(w.new_seq),                                                  // 22
-            n(w.now_ms),                                                   // 23
-            n(w.order_created_ms),                                         // 24
-            flag(o.is_some_and(|o| o.paid)),                               // 25
-            n(w.expected_seq),                                             // 26
-            flag(d.is_some()),                                             // 27
-            flag(o.is_some()),                                             // 28
+            s(w.shop),                                            // 1
+            s(w.order_id),                                        // 2
+            opt(o.map(|o| o.order_name)),                         // 3
+            s(w.state),                                           // 4
+            opt(w.reason),                                        // 5
+            s(w.segment),                                         // 6
+            opt(d.map(|d| d.mode)),                               // 7
+            opt(d.and_then(|d| d.shadow_state)),                  // 8
+            opt(d.and_then(|d| d.shadow_reason)),                 // 9
+            opt(d.map(|d| d.rule_ids)),                           // 10
+            opt(d.map(|d| d.explanation)),                        // 11
+            s(w.rules_version),                                   // 12
+            opt(o.and_then(|o| o.financial_status)),              // 13
+            opt(w.risk_level),                                    // 14
+            w.risk_at_ms.map(n).unwrap_or(JsValue::NULL),         // 15
+            opt(o.and_then(|o| o.email_hash)),                    // 16
+            o.map(|o| n(o.total_cents)).unwrap_or(JsValue::NULL), // 17
+            opt(o.and_then(|o| o.currency)),                      // 18
+            n(w.order_updated_ms),                                // 19
+            n(w.event_triggered_ms),                              // 20
+            opt(if o.is_some() { w.webhook_id } else { None }),   // 21
+            n(w.new_seq),                                         // 22
+            n(w.now_ms),                                          // 23
+            n(w.order_created_ms),                                // 24
+            flag(o.is_some_and(|o| o.paid)),                      // 25
+            n(w.expected_seq),                                    // 26
+            flag(d.is_some()),                                    // 27
+            flag(o.is_some()),                                    // 28
         ];
         self.stmt(
             "INSERT INTO orders (shop, order_id, order_name, state, reason, segment, mode, shadow_state, shadow_reason, \
@@ -961,7 +979,14 @@ impl Store {
     }
 
     /// Claims units for an order. Over-claiming violates `available >= 0` and fails the batch.
-    pub fn reserve(&self, shop: &str, order_id: &str, sku: &str, qty: i64, now_ms: i64) -> StoreResult<Vec<D1PreparedStatement>> {
+    pub fn reserve(
+        &self,
+        shop: &str,
+        order_id: &str,
+        sku: &str,
+        qty: i64,
+        now_ms: i64,
+    ) -> StoreResult<Vec<D1PreparedStatement>> {
         Ok(vec![
             self.stmt(
                 "UPDATE stock SET available = available - ?2, updated_ms = ?3 WHERE sku = ?1",
@@ -977,7 +1002,14 @@ impl Store {
     }
 
     /// Gives units back.
-    pub fn release(&self, shop: &str, order_id: &str, sku: &str, qty: i64, now_ms: i64) -> StoreResult<Vec<D1PreparedStatement>> {
+    pub fn release(
+        &self,
+        shop: &str,
+        order_id: &str,
+        sku: &str,
+        qty: i64,
+        now_ms: i64,
+    ) -> StoreResult<Vec<D1PreparedStatement>> {
         Ok(vec![
             self.stmt(
                 "UPDATE stock SET available = available + ?2, updated_ms = ?3 WHERE sku = ?1",
@@ -988,5 +1020,88 @@ impl Store {
                 &[s(shop), s(order_id), s(sku)],
             )?,
         ])
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct DeadLetterRef {
+    pub id: i64,
+    pub shop: Option<String>,
+    pub order_id: Option<String>,
+    pub cause: String,
+    pub resolved_ms: Option<i64>,
+}
+
+impl Store {
+    pub async fn dead_letter_ref(&self, id: i64) -> StoreResult<Option<DeadLetterRef>> {
+        let st = self.stmt(
+            "SELECT id, shop, order_id, cause, resolved_ms FROM dead_letters WHERE id = ?1",
+            &[n(id)],
+        )?;
+        Ok(st.first::<DeadLetterRef>(None).await?)
+    }
+
+    /// Open dead letters matching a filter, oldest first (for bulk re-drive).
+    pub async fn dead_letters_matching(
+        &self,
+        conds: &[String],
+        params: &[crate::core::query::Param],
+        limit: i64,
+    ) -> StoreResult<Vec<DeadLetterRef>> {
+        let mut all = vec!["resolved_ms IS NULL".to_string()];
+        all.extend(conds.iter().filter(|c| !c.contains("resolved_ms")).cloned());
+        let sql = format!(
+            "SELECT id, shop, order_id, cause, resolved_ms FROM dead_letters WHERE {} ORDER BY created_ms, id LIMIT {limit}",
+            all.join(" AND ")
+        );
+        let args: Vec<JsValue> = params.iter().map(param).collect();
+        Ok(self.stmt(&sql, &args)?.all().await?.results()?)
+    }
+
+    /// Marks a dead letter resolved; guarded so two operators cannot both resolve it.
+    pub fn resolve_dead_letter(
+        &self,
+        id: i64,
+        now_ms: i64,
+        actor: &str,
+        resolution: &str,
+        note: &str,
+    ) -> StoreResult<D1PreparedStatement> {
+        self.stmt(
+            "UPDATE dead_letters SET resolved_ms = ?2, resolved_by = ?3, resolution = ?4, note = ?5 \
+             WHERE id = ?1 AND resolved_ms IS NULL",
+            &[n(id), n(now_ms), s(actor), s(resolution), s(note)],
+        )
+    }
+
+    /// Stamps the operator resolution of an exception (for the triage-time KPI).
+    pub fn stamp_resolved(
+        &self,
+        shop: &str,
+        order_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<D1PreparedStatement> {
+        self.stmt(
+            "UPDATE orders SET resolved_ms = COALESCE(resolved_ms, ?3) WHERE shop = ?1 AND order_id = ?2",
+            &[s(shop), s(order_id), n(now_ms)],
+        )
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct OrderKey {
+    pub shop: String,
+    pub order_id: String,
+}
+
+impl Store {
+    /// Orders waiting on a clock: `new` (payment window) and `fraud-check` (verdict timeout).
+    pub async fn waiting_orders(&self) -> StoreResult<Vec<OrderKey>> {
+        let st = self.stmt(
+            "SELECT shop, order_id FROM orders WHERE state = 'new' \
+             UNION ALL SELECT shop, order_id FROM orders WHERE state = 'fraud-check' LIMIT 1000",
+            &[],
+        )?;
+        Ok(st.all().await?.results()?)
     }
 }

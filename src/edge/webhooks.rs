@@ -131,7 +131,9 @@ async fn record(ctx: &routing::Ctx<'_>, d: &webhook::Delivery, body: &[u8]) -> R
             }
         }
         _ if detail.is_none() => {
-            return match routing::record_and_route(ctx, d, topic, body, customer_id.as_deref(), received_ms).await? {
+            return match routing::record_and_route(ctx, d, topic, body, customer_id.as_deref(), received_ms)
+                .await?
+            {
                 (routing::Routed::Duplicate, _) => Err(StoreError::Conflict),
                 (routing::Routed::Recorded, review) => Ok(Recorded { status: "accepted", review }),
             };

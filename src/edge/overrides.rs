@@ -1,0 +1,325 @@
+//! The manual override path: operators release, force, hold and stop orders, and re-drive
+//! dead letters. Every change is one audited transition through the core state machine, by
+//! `user:<name>` with a required note. Two conflicting changes resolve deterministically:
+//! the order row version admits one; the other gets 409 with the current state.
+
+use serde::Deserialize;
+use worker::{Env, Request, Response};
+
+use super::admin::{body, now_ms, store_error, Operator};
+use super::flags::Flags;
+use super::http::{error, json};
+use super::routing::{self, kv_mode, matrix, record_from, write_applied_as, Ctx};
+use super::store::{Store, StoreError};
+use crate::core::apply::{apply_action, Action, RouteEnv};
+use crate::core::order::parse_order;
+use crate::core::query::{self, QueryError};
+use crate::core::types::Mode;
+
+#[derive(Deserialize)]
+pub struct ActionBody {
+    note: Option<String>,
+    /// Optional optimistic check: refuse with 409 unless the order is still in this state.
+    expected_state: Option<String>,
+}
+
+fn action_of(name: &str) -> Option<Action> {
+    Some(match name {
+        "release" => Action::OperatorRelease,
+        "force-ready" => Action::OperatorForceReady,
+        "hold" => Action::OperatorHold,
+        "stop" => Action::OperatorStop,
+        _ => return None,
+    })
+}
+
+fn required_note(note: Option<String>) -> Result<String, Response> {
+    note.map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| error(400, "note_required", "every change needs a note"))
+}
+
+pub async fn order_action(
+    mut req: Request,
+    env: &Env,
+    store: &Store,
+    op: &Operator,
+    shop: &str,
+    order_id: &str,
+    name: &str,
+) -> Response {
+    let Some(action) = action_of(name) else {
+        return error(404, "unknown_action", "actions: release, force-ready, hold, stop");
+    };
+    let b: ActionBody = match body(&mut req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let note = match required_note(b.note) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let flags = env.kv(super::config::FLAGS).ok().map(Flags::new);
+    let queue = env.queue(super::config::FULFILMENT_QUEUE).ok();
+    let ctx = Ctx { store, flags: flags.as_ref(), queue: queue.as_ref() };
+    match apply_operator(&ctx, op, shop, order_id, action, &note, b.expected_state.as_deref()).await {
+        Ok(v) => json(200, &v),
+        Err(r) => r,
+    }
+}
+
+/// Applies one operator action; the answer is the order's new state, or a typed error.
+pub async fn apply_operator(
+    ctx: &Ctx<'_>,
+    op: &Operator,
+    shop: &str,
+    order_id: &str,
+    action: Action,
+    note: &str,
+    expected_state: Option<&str>,
+) -> Result<serde_json::Value, Response> {
+    let store = ctx.store;
+    let now = now_ms();
+    let m = matrix().map_err(|e| error(500, "matrix_invalid", &e))?;
+    let reads = store.route_reads(shop, order_id, &[], None, now).await.map_err(store_error)?;
+    let Some(row) = reads.row.clone() else {
+        return Err(error(404, "order_not_found", "no such order"));
+    };
+    let current = || serde_json::json!({ "state": row.state, "reason": row.reason, "seq": row.seq });
+    if let Some(want) = expected_state {
+        let have = match &row.reason {
+            Some(r) => format!("{}/{}", row.state, r),
+            None => row.state.clone(),
+        };
+        if want != have && want != row.state {
+            return Err(conflict("state_changed", "the order is no longer in the expected state", current()));
+        }
+    }
+    let Some(rec) = record_from(order_id, &row, reads.reservations.clone()) else {
+        return Err(error(500, "corrupt_order", "the stored order state is not a contract state"));
+    };
+    let full = store.order(shop, order_id).await.map_err(store_error)?;
+    if full.as_ref().and_then(|f| f.lease_until).is_some_and(|l| l > now) {
+        return Err(conflict(
+            "submission_in_flight",
+            "a submission attempt is in flight; retry in a minute",
+            current(),
+        ));
+    }
+    // Release re-runs the rules on the latest body; force-ready claims stock for it.
+    let body = match row.payload_delivery_id {
+        Some(id) => store.body(id).await.map_err(store_error)?,
+        None => None,
+    };
+    let order = body.as_deref().and_then(|b| parse_order(b).ok());
+    let skus: Vec<String> = order
+        .as_ref()
+        .map(|o| o.line_items.iter().filter_map(|l| l.sku.clone()).collect())
+        .unwrap_or_default();
+    let stock = if skus.is_empty() {
+        Default::default()
+    } else {
+        store.route_reads(shop, order_id, &skus, None, now).await.map_err(store_error)?.stock
+    };
+    let lane =
+        order.as_ref().map(|o| m.lane_for(shop, o).name.clone()).unwrap_or_else(|| row.segment.clone());
+    let kv = kv_mode(ctx.flags, &lane).await;
+    let effective = kv.or_else(|| m.lane(&lane).map(|l| l.default_mode)).unwrap_or(Mode::Manual);
+    if action == Action::OperatorForceReady && effective != Mode::Auto {
+        return Err(conflict(
+            "segment_not_auto",
+            "only lanes in auto mode send orders downstream; switch the lane to auto first",
+            current(),
+        ));
+    }
+    let env = RouteEnv { matrix: m, shop, stock: &stock, email_orders_in_window: 1, mode: kv, risk: None };
+    let applied = apply_action(&rec, action, order.as_ref().map(|o| (o, &env)), now);
+    if !applied.applied() {
+        let why = applied
+            .audit
+            .first()
+            .and_then(|a| a.detail.get("ignored"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("not applicable");
+        return Err(conflict(
+            "illegal_transition",
+            &format!("this action does not apply to the order now: {why}"),
+            current(),
+        ));
+    }
+    let mut statements = write_applied_as(
+        store,
+        shop,
+        None,
+        order_id,
+        Some(&row),
+        &reads.reservations,
+        &applied,
+        None,
+        now,
+        &op.actor,
+        Some(note),
+    )
+    .map_err(store_error)?;
+    let resolves = row.state == "hold" && applied.record.as_ref().is_some_and(|r| r.state.as_str() != "hold");
+    if resolves {
+        statements.push(store.stamp_resolved(shop, order_id, now).map_err(store_error)?);
+    }
+    match store.batch(statements).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => {
+            let fresh = store.route_reads(shop, order_id, &[], None, now).await.map_err(store_error)?;
+            let state =
+                fresh.row.map(|r| serde_json::json!({ "state": r.state, "reason": r.reason, "seq": r.seq }));
+            return Err(conflict(
+                "conflict",
+                "another change to this order won; here is its current state",
+                state.unwrap_or_default(),
+            ));
+        }
+        Err(e) => return Err(store_error(e)),
+    }
+    let new_state = applied.record.as_ref().map(|r| (r.state, r.reason));
+    if applied.submit && effective == Mode::Auto {
+        routing::submit(ctx, shop, order_id, now).await;
+    }
+    Ok(serde_json::json!({
+        "shop": shop, "order_id": order_id,
+        "state": new_state.map(|s| s.0), "reason": new_state.and_then(|s| s.1),
+        "explanation": applied.decision.as_ref().map(|d| d.explanation.clone()),
+        "actor": op.actor, "note": note,
+    }))
+}
+
+fn conflict(code: &str, detail: &str, current: serde_json::Value) -> Response {
+    json(409, &serde_json::json!({ "error": code, "detail": detail, "current": current }))
+}
+
+#[derive(Deserialize)]
+pub struct RedriveBody {
+    note: Option<String>,
+}
+
+/// `POST /admin/dead-letters/{id}/redrive`: sends a dead-lettered order again (same
+/// idempotency key after transient failures, a new submission after a refusal).
+pub async fn redrive_one(mut req: Request, env: &Env, store: &Store, op: &Operator, id: &str) -> Response {
+    let Ok(id) = id.parse::<i64>() else { return error(404, "dead_letter_not_found", "no such dead letter") };
+    let b: RedriveBody = match body(&mut req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let note = match required_note(b.note) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let flags = env.kv(super::config::FLAGS).ok().map(Flags::new);
+    let queue = env.queue(super::config::FULFILMENT_QUEUE).ok();
+    let ctx = Ctx { store, flags: flags.as_ref(), queue: queue.as_ref() };
+    match redrive(&ctx, op, id, &note).await {
+        Ok(v) => json(200, &v),
+        Err(r) => r,
+    }
+}
+
+async fn redrive(ctx: &Ctx<'_>, op: &Operator, id: i64, note: &str) -> Result<serde_json::Value, Response> {
+    let store = ctx.store;
+    let Some(dl) = store.dead_letter_ref(id).await.map_err(store_error)? else {
+        return Err(error(404, "dead_letter_not_found", "no such dead letter"));
+    };
+    if dl.resolved_ms.is_some() {
+        return Err(conflict(
+            "already_resolved",
+            "this dead letter was already resolved",
+            serde_json::json!({ "id": id }),
+        ));
+    }
+    let (Some(shop), Some(order_id)) = (dl.shop.clone(), dl.order_id.clone()) else {
+        return Err(conflict(
+            "not_redrivable",
+            "this dead letter names no order",
+            serde_json::json!({ "id": id }),
+        ));
+    };
+    // The state change and the resolution are separate guarded writes: the order version admits
+    // one re-drive, and the resolution guard admits one resolver.
+    let result = apply_operator(ctx, op, &shop, &order_id, Action::OperatorForceReady, note, None).await;
+    let resolved = store
+        .resolve_dead_letter(
+            id,
+            now_ms(),
+            &op.actor,
+            if result.is_ok() { "redriven" } else { "superseded" },
+            note,
+        )
+        .map_err(store_error)?;
+    match result {
+        Ok(v) => {
+            store.batch(vec![resolved]).await.map_err(store_error)?;
+            Ok(serde_json::json!({ "dead_letter": id, "order": v }))
+        }
+        Err(r) => Err(r),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct BulkBody {
+    note: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    cause: Option<String>,
+    shop: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `POST /admin/dead-letters/redrive`: re-drives every open dead letter matching the filter
+/// (cause, shop), oldest first, up to `limit` (default 100). `dry_run: true` lists exactly what
+/// would be re-driven and changes nothing.
+pub async fn redrive_bulk(mut req: Request, env: &Env, store: &Store, op: &Operator) -> Response {
+    let b: BulkBody = match body(&mut req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let note = match (b.dry_run, required_note(b.note)) {
+        (_, Ok(n)) => n,
+        (true, Err(_)) => String::new(),
+        (false, Err(r)) => return r,
+    };
+    let limit = b.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return error(400, "invalid_filter", "limit must be 1..=500");
+    }
+    let mut pairs = Vec::new();
+    if let Some(c) = b.cause {
+        pairs.push(("cause".to_string(), c));
+    }
+    if let Some(s) = b.shop {
+        pairs.push(("shop".to_string(), s));
+    }
+    let (conds, params) = match query::dead_letter_conditions(&pairs) {
+        Ok(x) => x,
+        Err(QueryError(m)) => return error(400, "invalid_filter", &m),
+    };
+    let rows = match store.dead_letters_matching(&conds, &params, limit).await {
+        Ok(r) => r,
+        Err(e) => return store_error(e),
+    };
+    let candidates: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::json!({ "id": r.id, "shop": r.shop, "order_id": r.order_id, "cause": r.cause }))
+        .collect();
+    if b.dry_run {
+        return json(200, &serde_json::json!({ "dry_run": true, "would_redrive": candidates }));
+    }
+    let flags = env.kv(super::config::FLAGS).ok().map(Flags::new);
+    let queue = env.queue(super::config::FULFILMENT_QUEUE).ok();
+    let ctx = Ctx { store, flags: flags.as_ref(), queue: queue.as_ref() };
+    let mut results = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let outcome = match redrive(&ctx, op, r.id, &note).await {
+            Ok(_) => serde_json::json!({ "id": r.id, "redriven": true }),
+            Err(resp) => serde_json::json!({ "id": r.id, "redriven": false, "status": resp.status_code() }),
+        };
+        results.push(outcome);
+    }
+    json(200, &serde_json::json!({ "dry_run": false, "results": results }))
+}
