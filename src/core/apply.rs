@@ -531,3 +531,402 @@ fn ignored_without_record(kind: EventKind, why: Ignore, mut detail: Map<String, 
 fn decision_detail(d: &Decision) -> Value {
     serde_json::to_value(d).unwrap_or(Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::routing::tests::{full_stock, live, CREATED, MIN};
+    use crate::core::rules::tests::shipped;
+    use serde_json::{Map, Value};
+
+    const SHOP: &str = "demo.myshopify.com";
+
+    struct World {
+        matrix: Matrix,
+        stock: BTreeMap<String, i64>,
+        mode: Option<Mode>,
+        risk: Option<RiskLevel>,
+    }
+
+    impl World {
+        fn new() -> Self {
+            World { matrix: shipped(), stock: full_stock(3), mode: Some(Mode::Auto), risk: None }
+        }
+
+        fn env(&self) -> RouteEnv<'_> {
+            RouteEnv {
+                matrix: &self.matrix,
+                shop: SHOP,
+                stock: &self.stock,
+                email_orders_in_window: 1,
+                mode: self.mode,
+                risk: self.risk,
+            }
+        }
+
+        fn deliver(
+            &self,
+            prior: Option<&OrderRecord>,
+            topic: Topic,
+            order: &Order,
+            triggered: i64,
+        ) -> Applied {
+            let d = Delivery { incoming: Incoming::Order { topic, order }, triggered_at_ms: Some(triggered) };
+            apply_delivery(prior, &d, &self.env(), CREATED + 10 * MIN)
+        }
+    }
+
+    fn version(updated_min: i64, edit: impl FnOnce(&mut Map<String, Value>)) -> Order {
+        live(|o| {
+            o.insert("updated_at".into(), format_rfc3339_ms(CREATED + updated_min * MIN).into());
+            edit(o);
+        })
+    }
+
+    fn at(a: &Applied) -> (State, Option<Reason>) {
+        let r = a.record.as_ref().unwrap();
+        (r.state, r.reason)
+    }
+
+    fn pending(o: &mut Map<String, Value>) {
+        o.insert("financial_status".into(), "pending".into());
+    }
+
+    #[test]
+    fn pending_then_paid_becomes_ready_and_claims_stock() {
+        let w = World::new();
+        let created = w.deliver(None, Topic::OrdersCreate, &version(0, pending), 1);
+        assert_eq!(at(&created), (State::New, None));
+        assert_eq!(created.audit[0].from_state, None);
+        assert_eq!(created.audit[0].rule_id, Some(payment::PENDING_WINDOW));
+        assert!(!created.submit && created.reserve.is_empty());
+
+        let paid = w.deliver(created.record.as_ref(), Topic::OrdersPaid, &version(1, |_| {}), 2);
+        assert_eq!(at(&paid), (State::ReadyForFulfilment, None));
+        assert_eq!(paid.audit[0].event, "paid");
+        assert_eq!(paid.audit[0].outcome, "moved");
+        assert!(paid.submit);
+        assert_eq!(paid.reserve.len(), 5);
+        assert_eq!(paid.record.as_ref().unwrap().reservations, paid.reserve);
+
+        // A redelivery of the same version changes nothing and claims nothing twice.
+        let again = w.deliver(paid.record.as_ref(), Topic::OrdersPaid, &version(1, |_| {}), 2);
+        assert_eq!(again.audit[0].outcome, "unchanged");
+        assert!(!again.submit && again.reserve.is_empty() && again.release.is_empty());
+    }
+
+    #[test]
+    fn out_of_order_deliveries_never_move_backwards() {
+        let w = World::new();
+        // orders/paid (version 2) arrives before orders/create (version 0): routes as the full order.
+        let paid = w.deliver(None, Topic::OrdersPaid, &version(2, |_| {}), 20);
+        assert_eq!(at(&paid), (State::ReadyForFulfilment, None));
+        let late_create = w.deliver(paid.record.as_ref(), Topic::OrdersCreate, &version(0, pending), 10);
+        assert_eq!(at(&late_create), (State::ReadyForFulfilment, None));
+        assert_eq!(late_create.audit[0].detail["ignored"], "stale");
+        assert_eq!(late_create.audit[0].outcome, "ignored");
+        assert!(!late_create.applied());
+        assert!(late_create.release.is_empty() && late_create.reserve.is_empty());
+        // Same updated_at: the later triggered-at wins, the earlier one is stale.
+        let older_trigger = w.deliver(paid.record.as_ref(), Topic::OrdersUpdated, &version(2, pending), 19);
+        assert_eq!(older_trigger.audit[0].detail["ignored"], "stale");
+        // orders/updated before orders/create, then the create with the same version.
+        let upd = w.deliver(None, Topic::OrdersUpdated, &version(0, pending), 5);
+        assert_eq!(at(&upd), (State::New, None));
+        let create = w.deliver(upd.record.as_ref(), Topic::OrdersCreate, &version(0, pending), 5);
+        assert_eq!(create.audit[0].outcome, "unchanged");
+    }
+
+    #[test]
+    fn cancellation_stops_open_orders_and_releases_stock() {
+        let w = World::new();
+        let ready = w.deliver(None, Topic::OrdersCreate, &version(0, |_| {}), 1);
+        let reservations = ready.reserve.clone();
+        let cancelled_order =
+            version(5, |o| drop(o.insert("cancelled_at".into(), format_rfc3339_ms(CREATED).into())));
+        let c = w.deliver(ready.record.as_ref(), Topic::OrdersCancelled, &cancelled_order, 9);
+        assert_eq!(at(&c), (State::Cancelled, None));
+        assert_eq!(c.release, reservations);
+        assert!(c.record.as_ref().unwrap().reservations.is_empty());
+        assert_eq!(c.audit[0].rule_id, Some(RULE_CANCELLED));
+        // Anything after cancelled is ignored.
+        let after = w.deliver(c.record.as_ref(), Topic::OrdersUpdated, &version(9, |_| {}), 99);
+        assert_eq!(after.audit[0].detail["ignored"], "order-cancelled");
+        assert_eq!(at(&after), (State::Cancelled, None));
+        // A cancellation that is older than the record still applies: Shopify never un-cancels.
+        let newer = w.deliver(None, Topic::OrdersUpdated, &version(30, pending), 30);
+        let stale_cancel = w.deliver(newer.record.as_ref(), Topic::OrdersUpdated, &cancelled_order, 9);
+        assert_eq!(at(&stale_cancel), (State::Cancelled, None));
+        // First sight of a cancelled order (the Shopify sample) records it cancelled.
+        let sample = crate::core::order::parse_order(crate::core::order::tests::FIXTURE).unwrap();
+        let first = w.deliver(None, Topic::OrdersCreate, &sample, 1);
+        assert_eq!(at(&first), (State::Cancelled, None));
+        assert!(first.reserve.is_empty() && !first.submit);
+    }
+
+    #[test]
+    fn submitted_orders_only_move_to_fulfilled() {
+        let w = World::new();
+        let ready = w.deliver(None, Topic::OrdersCreate, &version(0, |_| {}), 1);
+        let rec = ready.record.unwrap();
+        let claimed = apply_action(&rec, Action::SubmissionClaimed, None, CREATED);
+        assert_eq!(claimed.audit[0].outcome, "unchanged");
+        let sent = apply_action(&rec, Action::Submitted, None, CREATED);
+        assert_eq!(at(&sent), (State::Submitted, None));
+        assert!(sent.release.is_empty(), "submitted stock is consumed, not returned");
+        let rec = sent.record.unwrap();
+        assert!(rec.submitted);
+        // A later edit, a claim or a mode switch do nothing.
+        let upd = w.deliver(
+            Some(&rec),
+            Topic::OrdersUpdated,
+            &version(3, |o| drop(o.remove("shipping_address"))),
+            3,
+        );
+        assert_eq!(upd.audit[0].detail["ignored"], "already-submitted");
+        assert_eq!(apply_action(&rec, Action::ModeManual, None, CREATED).audit[0].outcome, "ignored");
+        assert_eq!(apply_action(&rec, Action::SubmissionClaimed, None, CREATED).audit[0].outcome, "ignored");
+        // Cancellation after submission is noted for people, not applied.
+        let cancel = version(4, |o| drop(o.insert("cancelled_at".into(), format_rfc3339_ms(CREATED).into())));
+        let c = w.deliver(Some(&rec), Topic::OrdersCancelled, &cancel, 4);
+        assert_eq!((at(&c), c.audit[0].outcome), ((State::Submitted, None), "unchanged"));
+        assert!(c.release.is_empty());
+        let f = w.deliver(
+            Some(&rec),
+            Topic::OrdersFulfilled,
+            &version(5, |o| drop(o.insert("fulfillment_status".into(), "fulfilled".into()))),
+            5,
+        );
+        assert_eq!(at(&f), (State::Fulfilled, None));
+        assert!(f.record.unwrap().submitted);
+    }
+
+    #[test]
+    fn releases_by_payment_address_and_verdict() {
+        let w = World::new();
+        // orders/paid releases a payment hold.
+        let voided = w.deliver(
+            None,
+            Topic::OrdersCreate,
+            &version(0, |o| drop(o.insert("financial_status".into(), "voided".into()))),
+            1,
+        );
+        assert_eq!(at(&voided), (State::Hold, Some(Reason::Payment)));
+        let paid = w.deliver(voided.record.as_ref(), Topic::OrdersPaid, &version(1, |_| {}), 2);
+        assert_eq!(at(&paid), (State::ReadyForFulfilment, None));
+        assert!(paid.submit);
+        // orders/updated fixing the address releases an address hold.
+        let broken = w.deliver(
+            None,
+            Topic::OrdersCreate,
+            &version(0, |o| o["shipping_address"]["zip"] = "4000".into()),
+            1,
+        );
+        assert_eq!(at(&broken), (State::Hold, Some(Reason::Address)));
+        assert_eq!(broken.audit[0].rule_id, Some(crate::core::rules::address::POSTCODE_FORMAT));
+        let fixed = w.deliver(broken.record.as_ref(), Topic::OrdersUpdated, &version(1, |_| {}), 2);
+        assert_eq!(at(&fixed), (State::ReadyForFulfilment, None));
+        // A risk verdict releases a fraud-check (EU lane requires one).
+        let eu = |o: &mut Map<String, Value>| {
+            o.insert("currency".into(), "EUR".into());
+            o["shipping_address"]["country_code"] = "NL".into();
+            o["shipping_address"]["zip"] = "1012 AB".into();
+            o["billing_address"]["country_code"] = "NL".into();
+        };
+        let order = version(0, eu);
+        let waiting = w.deliver(None, Topic::OrdersCreate, &order, 1);
+        assert_eq!(at(&waiting), (State::FraudCheck, None));
+        assert_eq!(waiting.record.as_ref().unwrap().lane, "eu");
+        let risk = RiskEvent {
+            order_id: order.id.clone(),
+            risk_level: RiskLevel::Low,
+            created_at_ms: Some(CREATED + MIN),
+        };
+        let d = Delivery {
+            incoming: Incoming::Risk { event: &risk, order: Some(&order) },
+            triggered_at_ms: None,
+        };
+        let verdict = apply_delivery(waiting.record.as_ref(), &d, &w.env(), CREATED + 10 * MIN);
+        assert_eq!(at(&verdict), (State::ReadyForFulfilment, None));
+        assert_eq!(verdict.audit[0].event, "risk_verdict");
+        let rec = verdict.record.unwrap();
+        assert_eq!((rec.risk, rec.risk_at_ms), (Some(RiskLevel::Low), Some(CREATED + MIN)));
+        // An older verdict arriving later is stale.
+        let old = RiskEvent { risk_level: RiskLevel::High, created_at_ms: Some(CREATED), ..risk.clone() };
+        let d =
+            Delivery { incoming: Incoming::Risk { event: &old, order: Some(&order) }, triggered_at_ms: None };
+        let stale = apply_delivery(Some(&rec), &d, &w.env(), CREATED + 10 * MIN);
+        assert_eq!(
+            (at(&stale), stale.audit[0].detail["ignored"].as_str()),
+            ((State::ReadyForFulfilment, None), Some("stale"))
+        );
+        // A newer high verdict on a ready order holds it and gives the stock back.
+        let high = RiskEvent { risk_level: RiskLevel::High, created_at_ms: Some(CREATED + 2 * MIN), ..risk };
+        let d = Delivery {
+            incoming: Incoming::Risk { event: &high, order: Some(&order) },
+            triggered_at_ms: None,
+        };
+        let held = apply_delivery(Some(&rec), &d, &w.env(), CREATED + 10 * MIN);
+        assert_eq!(at(&held), (State::Hold, Some(Reason::Fraud)));
+        assert_eq!(held.release, rec.reservations);
+    }
+
+    #[test]
+    fn verdict_before_order_is_not_lost() {
+        let mut w = World::new();
+        let order = version(0, |_| {});
+        let risk = RiskEvent {
+            order_id: order.id.clone(),
+            risk_level: RiskLevel::High,
+            created_at_ms: Some(CREATED),
+        };
+        let d = Delivery { incoming: Incoming::Risk { event: &risk, order: None }, triggered_at_ms: None };
+        let early = apply_delivery(None, &d, &w.env(), CREATED);
+        assert_eq!(early.record, None);
+        assert_eq!(early.audit[0].detail["ignored"], "order-not-seen");
+        // The edge passes the verdict it kept when the order arrives.
+        w.risk = Some(RiskLevel::High);
+        let created = w.deliver(None, Topic::OrdersCreate, &order, 1);
+        assert_eq!(at(&created), (State::Hold, Some(Reason::Fraud)));
+        assert_eq!(created.record.unwrap().risk, Some(RiskLevel::High));
+    }
+
+    #[test]
+    fn manual_holds_wait_for_an_operator() {
+        let mut w = World::new();
+        w.mode = Some(Mode::Manual);
+        let held = w.deliver(None, Topic::OrdersCreate, &version(0, pending), 1);
+        assert_eq!(at(&held), (State::Hold, Some(Reason::Manual)));
+        assert_eq!(held.audit[0].rule_id, Some(RULE_MODE_MANUAL));
+        w.mode = Some(Mode::Auto);
+        let paid = w.deliver(held.record.as_ref(), Topic::OrdersPaid, &version(1, |_| {}), 2);
+        assert_eq!(paid.audit[0].detail["ignored"], "needs-operator");
+        let rec = paid.record.unwrap();
+        assert_eq!(
+            rec.key.updated_at_ms,
+            CREATED + MIN,
+            "the ignored delivery still advanced the ordering key"
+        );
+        let order = version(1, |_| {});
+        let released =
+            apply_action(&rec, Action::OperatorRelease, Some((&order, &w.env())), CREATED + 10 * MIN);
+        assert_eq!(at(&released), (State::ReadyForFulfilment, None));
+        assert!(released.submit && !released.reserve.is_empty());
+        let no_body = apply_action(&rec, Action::OperatorRelease, None, CREATED);
+        assert_eq!(no_body.audit[0].outcome, "ignored");
+        // Force-ready without rules, claiming what the order needs.
+        let forced = apply_action(&rec, Action::OperatorForceReady, Some((&order, &w.env())), CREATED);
+        assert_eq!((at(&forced), forced.reserve.len()), ((State::ReadyForFulfilment, None), 5));
+        // Shadow also holds, and records the rules' outcome.
+        w.mode = Some(Mode::Shadow);
+        let shadow = w.deliver(None, Topic::OrdersCreate, &version(0, |_| {}), 1);
+        assert_eq!(at(&shadow), (State::Hold, Some(Reason::Manual)));
+        assert_eq!(
+            shadow.audit[0].detail["decision"]["shadow"],
+            serde_json::json!(["ready-for-fulfilment", null])
+        );
+        assert!(shadow.reserve.is_empty() && !shadow.submit);
+    }
+
+    #[test]
+    fn downstream_and_mode_actions() {
+        let w = World::new();
+        let ready = w.deliver(None, Topic::OrdersCreate, &version(0, |_| {}), 1).record.unwrap();
+        let oos = apply_action(&ready, Action::DownstreamOutOfStock, None, CREATED);
+        assert_eq!(at(&oos), (State::Hold, Some(Reason::Inventory)));
+        assert_eq!(oos.release, ready.reservations);
+        let dead = apply_action(&ready, Action::DeadLettered, None, CREATED);
+        assert_eq!(at(&dead), (State::Hold, Some(Reason::Fulfilment)));
+        let manual = apply_action(&ready, Action::ModeManual, None, CREATED);
+        assert_eq!(
+            (at(&manual), manual.audit[0].rule_id),
+            ((State::Hold, Some(Reason::Manual)), Some(RULE_MODE_MANUAL))
+        );
+        let stop = apply_action(&ready, Action::OperatorStop, None, CREATED);
+        assert_eq!(at(&stop), (State::Cancelled, None));
+        assert_eq!(stop.release, ready.reservations);
+        let hold = apply_action(&ready, Action::OperatorHold, None, CREATED);
+        assert_eq!(at(&hold), (State::Hold, Some(Reason::Manual)));
+        // A dead-lettered order is not released by a routine update.
+        let upd = w.deliver(dead.record.as_ref(), Topic::OrdersUpdated, &version(1, |_| {}), 2);
+        assert_eq!(upd.audit[0].detail["ignored"], "needs-operator");
+    }
+
+    #[test]
+    fn edits_to_a_ready_order_swap_its_claim() {
+        let w = World::new();
+        let ready = w.deliver(None, Topic::OrdersCreate, &version(0, |_| {}), 1);
+        let edited = version(1, |o| o["line_items"][0]["fulfillable_quantity"] = 2.into());
+        let upd = w.deliver(ready.record.as_ref(), Topic::OrdersUpdated, &edited, 2);
+        assert_eq!(at(&upd), (State::ReadyForFulfilment, None));
+        assert_eq!(upd.release, ready.reserve);
+        assert!(upd.reserve.contains(&("SKU2006-001".to_string(), 2)));
+        assert_eq!(upd.record.unwrap().reservations, upd.reserve);
+        assert!(!upd.submit, "the queued message reads the latest record");
+    }
+
+    #[test]
+    fn sweeps() {
+        let w = World::new();
+        let lane = w.matrix.lane("default").unwrap();
+        let new = w.deliver(None, Topic::OrdersCreate, &version(0, pending), 1).record.unwrap();
+        assert_eq!(sweep(&new, lane, CREATED + 1440 * MIN), None);
+        let swept = sweep(&new, lane, CREATED + 1440 * MIN + 1).unwrap();
+        assert_eq!(at(&swept), (State::Hold, Some(Reason::Payment)));
+        assert_eq!(swept.audit[0].rule_id, Some(payment::WINDOW_EXPIRED));
+        assert_eq!(swept.audit[0].detail["due_at"], "2022-01-02T00:00:00.000Z");
+        let mut fc = new.clone();
+        fc.state = State::FraudCheck;
+        let eu = w.matrix.lane("eu").unwrap();
+        assert_eq!(sweep(&fc, eu, CREATED + 120 * MIN), None);
+        let swept = sweep(&fc, eu, CREATED + 121 * MIN).unwrap();
+        assert_eq!(
+            (at(&swept), swept.audit[0].rule_id),
+            ((State::Hold, Some(Reason::Fraud)), Some(fraud::VERDICT_TIMEOUT))
+        );
+        let ready = w.deliver(None, Topic::OrdersCreate, &version(0, |_| {}), 1).record.unwrap();
+        assert_eq!(sweep(&ready, lane, i64::MAX), None);
+    }
+
+    #[test]
+    fn audit_entries_carry_no_personal_data() {
+        let mut w = World::new();
+        let mut all = Vec::new();
+        for mode in Mode::ALL {
+            w.mode = Some(*mode);
+            let a = w.deliver(
+                None,
+                Topic::OrdersCreate,
+                &version(0, |o| o["shipping_address"]["zip"] = "SECRET9".into()),
+                1,
+            );
+            let b = w.deliver(
+                a.record.as_ref(),
+                Topic::OrdersUpdated,
+                &version(1, |o| drop(o.insert("total_price".into(), "9000".into()))),
+                2,
+            );
+            let rec = b.record.clone().unwrap();
+            all.extend(a.audit);
+            all.extend(b.audit);
+            for act in [Action::OperatorHold, Action::OperatorForceReady, Action::DeadLettered] {
+                all.extend(apply_action(&rec, act, None, CREATED).audit);
+            }
+        }
+        let text = serde_json::to_string(&all).unwrap();
+        for pii in [
+            "jon@example.com",
+            "john@example.com",
+            "Steve",
+            "Shipper",
+            "Shipping Street",
+            "Shippington",
+            "SECRET9",
+            "555-555",
+            "John",
+            "Smith",
+        ] {
+            assert!(!text.contains(pii), "{pii} leaked into audit: {text}");
+        }
+    }
+}

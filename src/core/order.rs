@@ -118,8 +118,8 @@ pub struct Order {
 impl Order {
     /// Case-insensitive tag test.
     pub fn has_tag(&self, tag: &str) -> bool {
-        let tag = tag.trim();
-        self.tags.iter().any(|t| t.eq_ignore_ascii_case(tag) || t.to_lowercase() == tag.to_lowercase())
+        let tag = tag.trim().to_lowercase();
+        self.tags.iter().any(|t| t.to_lowercase() == tag)
     }
 
     /// Lines the warehouse must still send: they require shipping and have units left.

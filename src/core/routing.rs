@@ -182,6 +182,7 @@ pub(crate) mod tests {
     use crate::core::order::{order_from_value, tests::fixture_with};
     use crate::core::rules::tests::shipped;
     use crate::core::rules::RULE_IDS;
+    use crate::core::webhook::Topic;
     use serde_json::{Map, Value};
 
     pub(crate) const CREATED: i64 = 1_640_995_200_000;
@@ -453,5 +454,249 @@ pub(crate) mod tests {
                 assert!(!text.contains(pii), "{pii} in {text}");
             }
         }
+    }
+
+    /// xorshift64*: small, deterministic, good enough to shake the parser and the rules.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len() as u64) as usize]
+        }
+    }
+
+    const KEYS: &[&str] = &[
+        "id",
+        "name",
+        "email",
+        "contact_email",
+        "customer",
+        "financial_status",
+        "fulfillment_status",
+        "source_name",
+        "currency",
+        "total_price",
+        "tags",
+        "shipping_address",
+        "billing_address",
+        "line_items",
+        "shipping_lines",
+        "created_at",
+        "updated_at",
+        "cancelled_at",
+    ];
+    const SUBKEYS: &[&str] = &[
+        "id",
+        "sku",
+        "quantity",
+        "fulfillable_quantity",
+        "requires_shipping",
+        "title",
+        "name",
+        "first_name",
+        "last_name",
+        "address1",
+        "address2",
+        "city",
+        "zip",
+        "country_code",
+        "province_code",
+        "email",
+        "code",
+    ];
+    const STRINGS: &[&str] = &[
+        "",
+        " ",
+        "paid",
+        "pending",
+        "authorized",
+        "voided",
+        "refunded",
+        "partially_paid",
+        "fulfilled",
+        "partial",
+        "pos",
+        "web",
+        "EUR",
+        "usd",
+        "US",
+        "DE",
+        "HK",
+        "UK",
+        "10115",
+        "SW1A 1AA",
+        "PO Box 1",
+        "Postfach 3",
+        "404.95",
+        "0.001",
+        "-3",
+        "1e9",
+        "99999999999999999999.99",
+        "2021-12-31T19:00:00-05:00",
+        "2026-02-30T00:00:00Z",
+        "gid://shopify/Order/9",
+        "wholesale, vip",
+        "SKU2006-001",
+        "Zoë 李",
+        "\u{0}",
+        "18446744073709551616",
+    ];
+
+    fn random_value(r: &mut Rng, depth: u32) -> Value {
+        match r.below(if depth > 2 { 6 } else { 9 }) {
+            0 => Value::Null,
+            1 => Value::Bool(r.below(2) == 0),
+            2 => serde_json::json!(*r.pick(&[0i64, 1, -1, 7, i64::MAX, i64::MIN, 820982911946154508])),
+            3 => serde_json::json!(r.next()),
+            4 => serde_json::json!((r.below(100_000) as f64) / 7.0),
+            5 => Value::String((*r.pick(STRINGS)).to_string()),
+            6 => Value::Array((0..r.below(4)).map(|_| random_value(r, depth + 1)).collect()),
+            _ => {
+                let mut m = Map::new();
+                for _ in 0..r.below(6) {
+                    m.insert((*r.pick(SUBKEYS)).to_string(), random_value(r, depth + 1));
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    fn random_order_json(r: &mut Rng) -> Value {
+        if r.below(4) == 0 {
+            let mut m = Map::new();
+            for _ in 0..r.below(12) {
+                m.insert((*r.pick(KEYS)).to_string(), random_value(r, 0));
+            }
+            return Value::Object(m);
+        }
+        fixture_with(|o| {
+            for _ in 0..r.below(6) {
+                let key = (*r.pick(KEYS)).to_string();
+                match r.below(4) {
+                    0 => drop(o.remove(&key)),
+                    1 => drop(o.insert(key, random_value(r, 0))),
+                    2 => {
+                        let i = r.below(5) as usize;
+                        let sub = (*r.pick(SUBKEYS)).to_string();
+                        let lines = o.get_mut("line_items");
+                        if let Some(line) = lines.and_then(|l| l.get_mut(i)).and_then(Value::as_object_mut) {
+                            line.insert(sub, random_value(r, 1));
+                        }
+                    }
+                    _ => {
+                        let sub = (*r.pick(SUBKEYS)).to_string();
+                        if let Some(a) = o.get_mut("shipping_address").and_then(Value::as_object_mut) {
+                            a.insert(sub, Value::String((*r.pick(STRINGS)).to_string()));
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn routing_is_total_and_deterministic() {
+        let m = shipped();
+        let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut decided, mut rejected) = (0, 0);
+        for case in 0..4000 {
+            let json = random_order_json(&mut r);
+            let mut bytes = serde_json::to_vec(&json).unwrap();
+            if r.below(10) == 0 && !bytes.is_empty() {
+                // Byte-level damage too: truncation or a flipped byte.
+                let i = r.below(bytes.len() as u64) as usize;
+                if r.below(2) == 0 {
+                    bytes.truncate(i)
+                } else {
+                    bytes[i] ^= 1 << r.below(8)
+                }
+            }
+            let order = match crate::core::order::parse_order(&bytes) {
+                Ok(o) => o,
+                Err(e) => {
+                    assert!(["invalid_json", "not_an_object", "missing_field", "invalid_field"]
+                        .contains(&e.code()));
+                    rejected += 1;
+                    continue;
+                }
+            };
+            let mut stock = BTreeMap::new();
+            for sku in ["SKU2006-001", "LENS-PROTECT-2YR", "SKU2006-020", "PO Box 1"] {
+                if r.below(3) > 0 {
+                    stock.insert(sku.to_string(), r.below(5) as i64 - 1);
+                }
+            }
+            let shop = *r.pick(&["demo.myshopify.com", "", "ÜBER.myshopify.com"]);
+            let input = RouteInput {
+                shop,
+                order: &order,
+                risk: *r.pick(&[
+                    None,
+                    Some(RiskLevel::High),
+                    Some(RiskLevel::Medium),
+                    Some(RiskLevel::Low),
+                    Some(RiskLevel::None),
+                    Some(RiskLevel::Pending),
+                ]),
+                stock: &stock,
+                email_orders_in_window: r.below(8) as u32,
+                mode: *r.pick(&[None, Some(Mode::Auto), Some(Mode::Shadow), Some(Mode::Manual)]),
+            };
+            let now = *r.pick(&[i64::MIN, -1, 0, CREATED, CREATED + 121 * MIN, i64::MAX]);
+            let d = decide(&m, &input, now);
+            assert_eq!(d, decide(&m, &input, now), "case {case}: deterministic");
+            assert_eq!(d.state == State::Hold, d.reason.is_some(), "case {case}: hold iff reason");
+            assert!(!d.reservations.is_empty() <= (d.state == State::ReadyForFulfilment), "case {case}");
+            assert!(d.fired.iter().all(|h| RULE_IDS.contains(&h.id)), "case {case}");
+            assert!(m.lane(&d.lane).is_some() && !d.explanation.is_empty(), "case {case}");
+            assert!(d.primary_rule.is_none_or(|p| d.fired_ids().contains(&p)), "case {case}");
+            assert!(matches!(
+                d.state,
+                State::New
+                    | State::Paid
+                    | State::FraudCheck
+                    | State::Hold
+                    | State::ReadyForFulfilment
+                    | State::Cancelled
+            ));
+            // The event path is total too, twice over the same inputs.
+            let env = crate::core::apply::RouteEnv {
+                matrix: &m,
+                shop: input.shop,
+                stock: &stock,
+                email_orders_in_window: input.email_orders_in_window,
+                mode: input.mode,
+                risk: input.risk,
+            };
+            let topic = *r.pick(&[
+                Topic::OrdersCreate,
+                Topic::OrdersUpdated,
+                Topic::OrdersPaid,
+                Topic::OrdersCancelled,
+                Topic::OrdersFulfilled,
+                Topic::OrdersPartiallyFulfilled,
+            ]);
+            let delivery =
+                Delivery { incoming: Incoming::Order { topic, order: &order }, triggered_at_ms: Some(now) };
+            let first = apply_delivery(None, &delivery, &env, now);
+            assert_eq!(first, apply_delivery(None, &delivery, &env, now));
+            let rec = first.record.clone().unwrap();
+            let second = apply_delivery(Some(&rec), &delivery, &env, now);
+            assert_eq!(second, apply_delivery(Some(&rec), &delivery, &env, now));
+            assert_eq!(second.audit.len(), 1);
+            let _ = sweep(&rec, m.lane(&rec.lane).unwrap(), now);
+            decided += 1;
+        }
+        // The generator must exercise both paths, or the test proves little.
+        assert!(decided > 1000 && rejected > 300, "decided {decided}, rejected {rejected}");
     }
 }

@@ -218,10 +218,10 @@ pub fn rules_version_of(source: &[u8]) -> String {
 
 impl Matrix {
     /// Semantic checks the schema cannot express. Returns the first problem found, in file
-    /// order; `line` is filled only by [`Matrix::validate_source`].
+    /// order, naming the lane and key; [`Matrix::validate_source`] adds the line. A second
+    /// `default` lane is caught as a duplicate name.
     pub fn validate(&self) -> Result<(), MatrixError> {
-        let defaults = self.lanes.iter().filter(|l| l.name == DEFAULT_LANE).count();
-        if defaults == 0 {
+        if !self.lanes.iter().any(|l| l.name == DEFAULT_LANE) {
             return Err(MatrixError::new("no lane named \"default\"; every matrix needs one"));
         }
         for (i, lane) in self.lanes.iter().enumerate() {
@@ -317,9 +317,6 @@ impl Matrix {
             if lane.backlog_threshold == 0 {
                 return err("backlog_threshold", "must be at least 1".into());
             }
-        }
-        if defaults > 1 {
-            return Err(MatrixError::new("more than one lane named \"default\""));
         }
         Ok(())
     }
