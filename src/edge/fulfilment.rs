@@ -9,7 +9,7 @@ use futures_util::future::{join_all, select, Either};
 use wasm_bindgen::JsValue;
 use worker::{
     AbortController, Date, Delay, Env, Fetch, Headers, Message, MessageBatch, MessageExt, Method, Queue,
-    Request, RequestInit,
+    QueueRetryOptionsBuilder, Request, RequestInit,
 };
 
 use super::config;
@@ -21,7 +21,7 @@ use crate::core::types::Mode;
 
 pub const FULFILMENT_QUEUE_NAME: &str = "orderlane-fulfilment";
 const ACTOR: &str = "system:retry";
-/// How long one attempt may hold an order before another consumer may take it over.
+/// How long moving a ready order out of ready may hold it.
 const LEASE_MS: i64 = 60_000;
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
@@ -109,10 +109,21 @@ struct Ctx<'a> {
     flags: Option<&'a super::flags::Flags>,
 }
 
+/// What to do with a message once its attempt is over.
+enum Disposition {
+    Ack,
+    /// Another consumer holds this attempt: look again when its lease runs out, so the order
+    /// is not stranded if that consumer died.
+    RetryIn(u32),
+}
+
 /// Acks when the message's effect is durably recorded; retries it when storage failed.
 async fn handle(ctx: &Ctx<'_>, m: &Message<String>) {
     match attempt(ctx, m.body()).await {
-        Ok(()) => m.ack(),
+        Ok(Disposition::Ack) => m.ack(),
+        Ok(Disposition::RetryIn(secs)) => {
+            m.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(secs).build())
+        }
         Err(e) => {
             worker::console_error!("fulfilment message will be retried: {e:?}");
             m.retry();
@@ -120,7 +131,7 @@ async fn handle(ctx: &Ctx<'_>, m: &Message<String>) {
     }
 }
 
-async fn attempt(ctx: &Ctx<'_>, raw: &str) -> Result<(), StoreError> {
+async fn attempt(ctx: &Ctx<'_>, raw: &str) -> Result<Disposition, StoreError> {
     let store = ctx.store;
     let now = now_ms();
     let msg = match QueueMessage::from_json(raw) {
@@ -138,35 +149,64 @@ async fn attempt(ctx: &Ctx<'_>, raw: &str) -> Result<(), StoreError> {
                 Some(raw),
                 now,
             )?;
-            return store.batch(vec![st]).await;
+            return store.batch(vec![st]).await.map(|_| Disposition::Ack);
         }
     };
     let Some(row) = store.order(&msg.shop, &msg.order_id).await? else {
         worker::console_warn!("fulfilment message for unknown order {}:{}", msg.shop, msg.order_id);
-        return Ok(());
+        return Ok(Disposition::Ack);
     };
     if row.state != "ready-for-fulfilment" || i64::from(msg.submission) != row.submission {
         // Already submitted, cancelled, held, or superseded by a newer submission: nothing to do.
-        return Ok(());
+        return Ok(Disposition::Ack);
     }
     // A lane rolled back to manual or shadow after the decision: hold instead of sending.
-    if let Some(flags) = ctx.flags {
-        let current = flags.mode(&row.segment).await.ok();
-        let auto = matches!(current, Some(super::flags::Flag::Set(Mode::Auto)));
-        if !auto && row.mode == "auto" {
-            return hold_for_mode(store, &row, now).await;
-        }
+    let lane_default =
+        super::routing::matrix().ok().and_then(|m| m.lane(&row.segment)).map(|l| l.default_mode);
+    let mode =
+        super::routing::kv_mode(ctx.flags, &row.segment).await.or(lane_default).unwrap_or(Mode::Manual);
+    if mode != Mode::Auto {
+        return hold_for_mode(store, &row, now).await.map(|_| Disposition::Ack);
     }
     let lease = random_id();
     let attempt_no = i64::from(msg.attempt);
+    let lease_ms = lease_ms(ctx.settings);
     if !store
-        .claim_attempt(&row.shop, &row.order_id, row.submission, attempt_no, &lease, now, LEASE_MS)
+        .claim_attempt(&row.shop, &row.order_id, row.submission, attempt_no, &lease, now, lease_ms)
         .await?
     {
-        return Ok(()); // another delivery of this attempt holds it, or it is stale
+        // Another delivery holds the attempt (come back when its lease ends), or the message
+        // is stale (an older attempt than the order has made).
+        return Ok(match row.lease_until {
+            Some(until) if until > now => Disposition::RetryIn((((until - now) / 1000) as u32 + 1).min(300)),
+            _ => Disposition::Ack,
+        });
     }
     let outcome = send(ctx.settings, store, &row).await;
-    record(ctx, &row, &msg, &lease, outcome).await
+    // What the warehouse said must not be lost to a passing storage error: try a few times
+    // before letting the message retry (which repeats the call under the same key).
+    let mut result = record(ctx, &row, &msg, &lease, &outcome).await;
+    for pause_ms in [100, 400, 1600] {
+        if !matches!(result, Err(StoreError::Unavailable(_))) {
+            break;
+        }
+        Delay::from(Duration::from_millis(pause_ms)).await;
+        result = record(ctx, &row, &msg, &lease, &outcome).await;
+    }
+    match result {
+        Ok(()) => Ok(Disposition::Ack),
+        Err(e) => {
+            // Free the order for the retry of this message (best effort: storage may be down,
+            // in which case the lease simply runs out).
+            let _ = store.free_lease(&row.shop, &row.order_id, &lease).await;
+            Err(e)
+        }
+    }
+}
+
+/// How long an attempt may hold an order: the warehouse timeout plus room for D1.
+fn lease_ms(s: &Settings) -> i64 {
+    s.timeout_ms as i64 + 20_000
 }
 
 /// Moves a ready order of a lane that is no longer `auto` to hold/manual, unless an attempt
@@ -269,7 +309,7 @@ async fn record(
     row: &OrderRow,
     msg: &QueueMessage,
     lease: &str,
-    sent: Sent,
+    sent: &Sent,
 ) -> Result<(), StoreError> {
     let store = ctx.store;
     let now = now_ms();
@@ -410,8 +450,14 @@ async fn record(
             store.batch(st).await
         }
         Step::RetryAfter { delay_secs, next_attempt } => {
-            let delay = ((f64::from(delay_secs) * ctx.settings.delay_scale).round() as u32)
+            // The schedule is scaled (local stacks shrink it); what the warehouse asked for is not.
+            let scaled = ((f64::from(delay_secs) * ctx.settings.delay_scale).round() as u32)
                 .clamp(1, retry::MAX_DELAY_SECS);
+            let asked = match class {
+                Class::Transient { retry_after_secs: Some(ra) } => ra.min(retry::MAX_DELAY_SECS),
+                _ => 0,
+            };
+            let delay = scaled.max(asked);
             let mut detail = base.clone();
             detail["next_attempt"] = next_attempt.into();
             detail["delay_secs"] = delay.into();

@@ -291,7 +291,6 @@ pub struct OrderRow {
     pub order_name: Option<String>,
     pub state: String,
     pub segment: String,
-    pub mode: String,
     pub rules_version: String,
     pub payload_delivery_id: Option<i64>,
     pub submission: i64,
@@ -299,7 +298,7 @@ pub struct OrderRow {
 }
 
 const ORDER_COLUMNS: &str =
-    "shop, order_id, order_name, state, segment, mode, rules_version, payload_delivery_id, submission, lease_until";
+    "shop, order_id, order_name, state, segment, rules_version, payload_delivery_id, submission, lease_until";
 
 /// A stored body, decoded back to bytes.
 pub fn decode_body(encoding: &str, body: String) -> Option<Vec<u8>> {
@@ -358,7 +357,9 @@ impl Store {
         let claim = self.stmt(
             "UPDATE orders SET attempts = ?4, lease_until = ?5 + ?6, lease_id = ?7 \
              WHERE shop = ?1 AND order_id = ?2 AND state = 'ready-for-fulfilment' AND mode = 'auto' \
-               AND submission = ?3 AND attempts IN (?4 - 1, ?4) AND (lease_until IS NULL OR lease_until < ?5)",
+               AND submission = ?3 AND attempts IN (?4 - 1, ?4) AND (lease_until IS NULL OR lease_until < ?5) \
+               AND NOT EXISTS (SELECT 1 FROM submission_attempts a WHERE a.shop = ?1 AND a.order_id = ?2 \
+                 AND a.submission = ?3 AND a.attempt = ?4 AND a.finished_ms IS NOT NULL)",
             &[s(shop), s(order_id), n(submission), n(attempt), n(now_ms), n(lease_ms), s(lease_id)],
         )?;
         let result = claim.run().await?;
@@ -391,6 +392,16 @@ impl Store {
             &[s(shop), s(order_id), n(now_ms), n(lease_ms), s(lease_id)],
         )?;
         Ok(st.run().await?.meta()?.and_then(|m| m.changes).unwrap_or(0) == 1)
+    }
+
+    /// Gives up a lease this consumer holds, leaving the order ready.
+    pub async fn free_lease(&self, shop: &str, order_id: &str, lease_id: &str) -> StoreResult<()> {
+        let st = self.stmt(
+            "UPDATE orders SET lease_until = NULL, lease_id = NULL WHERE shop = ?1 AND order_id = ?2 AND lease_id = ?3",
+            &[s(shop), s(order_id), s(lease_id)],
+        )?;
+        st.run().await?;
+        Ok(())
     }
 
     /// Records how an attempt ended.

@@ -38,9 +38,16 @@ export async function startFakeDownstream({ secret = 'e2e-fulfilment-secret', re
       entry.status = answer.status ?? 200;
       requests.push(entry);
       if (log) console.log(`${new Date().toISOString()} ${req.method} ${req.url} -> ${entry.status} signature=${entry.signatureValid ? 'valid' : 'INVALID'} ${raw.length} bytes`);
-      if (answer.hang) return; // never answers: the caller's timeout must fire
+      if (answer.hang) {
+        // Never answers; the caller's timeout must fire. The connection is dropped later so
+        // that nothing queued behind it on the same socket waits forever.
+        setTimeout(() => req.socket.destroy(), answer.hangMs ?? 4_000);
+        return;
+      }
       const send = () => {
-        res.writeHead(entry.status, { 'content-type': 'application/json', ...(answer.headers || {}) });
+        // One request per connection: a hung request must not hold up answers to others
+        // that the client sent on the same keep-alive socket.
+        res.writeHead(entry.status, { 'content-type': 'application/json', connection: 'close', ...(answer.headers || {}) });
         res.end(answer.body ?? JSON.stringify({ ok: entry.status < 300 }));
       };
       if (answer.delayMs) setTimeout(send, answer.delayMs); else send();

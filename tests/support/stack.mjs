@@ -107,16 +107,26 @@ export async function startStack({ vars = {}, downstream = {} } = {}) {
     logs,
     /** Rows of a read-only query against the local D1, via `wrangler d1 execute --local`. */
     async sql(command) {
-      const out = await wrangler('d1', 'execute', 'orderlane', '--local', '--persist-to', persist, '--json', '--command', command);
-      const parsed = JSON.parse(out);
-      return parsed[0].results;
+      // The Worker holds the same SQLite file; a read from this second process can meet its
+      // write lock under load, so busy answers are retried.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const out = await wrangler('d1', 'execute', 'orderlane', '--local', '--persist-to', persist, '--json', '--command', command);
+          return JSON.parse(out)[0].results;
+        } catch (e) {
+          const busy = /SQLITE_BUSY|database is locked/.test(`${e.message}${e.stdout ?? ''}${e.stderr ?? ''}`);
+          if (!busy || attempt >= 20) throw e;
+          await new Promise((r) => setTimeout(r, 250 * attempt));
+        }
+      }
     },
     async kvPut(key, value) {
       await wrangler('kv', 'key', 'put', '--binding', 'FLAGS', '--local', '--persist-to', persist, key, value);
     },
     async kvGet(key) {
       try {
-        return (await wrangler('kv', 'key', 'get', '--binding', 'FLAGS', '--local', '--persist-to', persist, key)).trim();
+        const v = (await wrangler('kv', 'key', 'get', '--binding', 'FLAGS', '--local', '--persist-to', persist, key)).trim();
+        return v === 'Value not found' ? null : v;
       } catch { return null; }
     },
     async stop() {
