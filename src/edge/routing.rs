@@ -76,6 +76,7 @@ pub enum Routed {
     Duplicate,
 }
 
+#[allow(clippy::large_enum_variant)] // built once per delivery, never stored
 enum Parsed {
     Order(Order),
     Risk(RiskEvent),

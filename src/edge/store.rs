@@ -338,6 +338,7 @@ impl Store {
     /// Claims attempt `attempt` of `submission` for this consumer: true when this call owns it.
     /// The order must still be ready, in auto mode, at the previous attempt (or at this one
     /// whose holder's lease ran out), and no other attempt may be in flight.
+    #[allow(clippy::too_many_arguments)]
     pub async fn claim_attempt(
         &self,
         shop: &str,
