@@ -20,7 +20,11 @@ pub async fn run(env: &Env) {
         return;
     };
     let store = Store::new(db);
-    let steps: [(&str, StepResult); 1] = [("requeue_stranded", requeue_stranded(env, &store, now).await)];
+    // Each step runs to completion whatever the others did; a step reports its own failure.
+    let steps: [(&str, StepResult); 2] = [
+        ("requeue_stranded", requeue_stranded(env, &store, now).await),
+        ("gates", super::gates::cron_step(env, &store, now).await),
+    ];
     for (name, result) in steps {
         match result {
             Ok(summary) => worker::console_log!("cron step {name}: {summary}"),
