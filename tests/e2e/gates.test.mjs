@@ -3,6 +3,7 @@
 // with its audit row and single alert, the report, and the KPI queries' plans.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { startStack, admin, eventually, SECRET, SHOP } from '../support/stack.mjs';
 import { deliver } from '../support/shopify.mjs';
 import { orderJson } from '../support/orders.mjs';
@@ -229,4 +230,45 @@ test('the KPI queries use indexes', async () => {
   for (const idx of ['orders_kpi_routed', 'orders_kpi_ready', 'orders_kpi_resolved', 'orders_kpi_submitted', 'orders_kpi_failed', 'orders_by_segment']) {
     assert.ok(facts.includes(idx), `facts query uses ${idx}: ${facts}`);
   }
+});
+
+test('the README KPI query gives the same numbers as the API', async () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const block = readme.split('<!-- kpi-query -->')[1];
+  const sql = block.slice(block.indexOf('--command "') + 11, block.indexOf('"\n```'));
+  const now = Date.now();
+  const from = released.default - HOUR;
+  const to = now + 1;
+  const fixed = sql.replace(/^WITH win AS .*$/m, `WITH win AS (SELECT ${from} AS f, ${to} AS t, ${now} AS now),`);
+  assert.notEqual(fixed, sql, 'the window line was found');
+  const rows = await stack.sql(fixed);
+  for (const lane of ['default', 'pos', 'wholesale']) {
+    const row = rows.find((r) => r.lane === lane);
+    const api = (await admin(stack, 'GET', `/segments/${lane}/kpis?from=${from}&to=${to}`)).body;
+    assert.ok(row, `README row for ${lane}`);
+    assert.deepEqual(
+      [row.triage_samples, row.triage_mean_ms, row.triage_p90_ms, row.routed, row.held, row.exception_rate,
+        row.delay_samples, row.fulfilment_delay_mean_ms, row.fulfilment_delay_p90_ms, row.failed, row.failed_per_day,
+        row.backlog, row.backlog ? now - row.oldest_age_ms : null],
+      [api.triage.samples, api.triage.mean_ms, api.triage.p90_ms, api.exceptions.routed, api.exceptions.held,
+        api.exceptions.rate, api.fulfilment_delay.samples, api.fulfilment_delay.mean_ms, api.fulfilment_delay.p90_ms,
+        api.failed_submissions.count, api.failed_submissions.per_day, api.backlog.count, api.backlog.oldest_since_ms],
+      lane,
+    );
+  }
+});
+
+test('the README gate report query shows the rollback as the API does', async () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const block = readme.split('<!-- gate-report-query -->')[1];
+  const sql = block.slice(block.indexOf('--command "') + 11, block.indexOf('"\n```'));
+  const rows = await stack.sql(sql);
+  const def = rows.filter((r) => r.segment === 'default');
+  assert.deepEqual(def.map((r) => [r.gate, r.status, r.decision]),
+    [['A', 'fail', 'rolled_back'], ['B', 'pending', 'rolled_back'], ['C', 'pending', 'rolled_back']]);
+  assert.equal(def[0].alerted, 1);
+  assert.equal(def[0].base_failed_per_day, 1);
+  const report = (await admin(stack, 'GET', '/segments/default/report')).body;
+  assert.equal(def[0].observed, report.gates[0].observed);
+  assert.equal(def[0].limit_value, report.gates[0].limit);
 });
