@@ -272,3 +272,15 @@ test('the README gate report query shows the rollback as the API does', async ()
   assert.equal(def[0].observed, report.gates[0].observed);
   assert.equal(def[0].limit_value, report.gates[0].limit);
 });
+
+test('releasing the lane again starts a new release: the gates and the alert mark reset', async () => {
+  const before = released.default;
+  await release('default');
+  assert.ok(released.default > before);
+  const r = await admin(stack, 'POST', '/gates/evaluate', { lane: 'default' });
+  const e = r.body.lanes[0].evaluation;
+  assert.equal(e.released_at_ms, released.default);
+  assert.deepEqual([e.results[0].status, e.decision, e.rollback], ['pending', 'keep_watching', null]);
+  assert.equal(await stack.kvGet('segment:default:mode'), 'auto');
+  assert.equal(alerts().length, 1);
+});
