@@ -69,7 +69,9 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
             Ok(None) => error(404, "order_not_found", "no such order"),
             Err(e) => store_error(e),
         },
-        (Method::Put, ["segments", segment, "baseline"]) => gates::put_baseline(&mut req, &store, &op, segment).await,
+        (Method::Put, ["segments", segment, "baseline"]) => {
+            gates::put_baseline(&mut req, &store, &op, segment).await
+        }
         (Method::Post, ["segments", segment, "baseline", "capture"]) => {
             gates::capture_baseline(&mut req, &store, &op, segment).await
         }
@@ -80,7 +82,9 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
         | (_, ["segments", _, "baseline", "capture"])
         | (_, ["segments", _, "kpis"])
         | (_, ["segments", _, "report"])
-        | (_, ["gates", "evaluate"]) => error(405, "method_not_allowed", "this endpoint does not accept that method"),
+        | (_, ["gates", "evaluate"]) => {
+            error(405, "method_not_allowed", "this endpoint does not accept that method")
+        }
         (_, ["stock"]) | (_, ["segments", _, "mode"]) | (_, ["audit"]) | (_, ["exceptions"]) | (_, ["dead-letters"]) => {
             error(405, "method_not_allowed", "this endpoint does not accept that method")
         }
