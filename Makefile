@@ -1,6 +1,6 @@
 # The two commands: `make dev` runs orderlane locally, `make test` runs every test.
 # Both install what they need first (scripts/setup.sh skips what is already there).
-.PHONY: setup build dev test test-native test-e2e lint bench load
+.PHONY: setup build dev test test-native test-e2e lint bench bench-gates load
 
 export CI := true
 export WRANGLER_SEND_METRICS := false
@@ -29,6 +29,10 @@ test: lint test-native test-e2e
 
 bench: setup
 	cargo bench --bench webhook
+
+# Gate evaluation time over 100k audit rows on a local stack.
+bench-gates: build
+	node scripts/gates-bench.mjs
 
 load: build
 	node scripts/load.mjs

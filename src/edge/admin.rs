@@ -6,6 +6,7 @@ use worker::{Date, Env, Method, Request, Response};
 
 use super::config;
 use super::flags::Flags;
+use super::gates;
 use super::http::{error, json, unavailable};
 use super::overrides;
 use super::store::{AuditOut, DeadLetterOut, ExceptionOut};
@@ -37,13 +38,13 @@ pub fn store_error(e: StoreError) -> Response {
     }
 }
 
-pub async fn body<T: for<'de> Deserialize<'de>>(req: &mut Request) -> Result<T, Response> {
+pub(super) async fn body<T: for<'de> Deserialize<'de>>(req: &mut Request) -> Result<T, Response> {
     let bytes =
         req.bytes().await.map_err(|_| error(400, "unreadable_body", "the request body could not be read"))?;
     serde_json::from_slice(&bytes).map_err(|e| error(400, "invalid_json", &format!("request body: {e}")))
 }
 
-pub fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     Date::now().as_millis() as i64
 }
 
@@ -82,6 +83,22 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
         (Method::Post, ["dead-letters", "redrive"]) => overrides::redrive_bulk(req, env, &store, &op).await,
         (Method::Post, ["dead-letters", id, "redrive"]) => {
             overrides::redrive_one(req, env, &store, &op, id).await
+        }
+        (Method::Put, ["segments", segment, "baseline"]) => {
+            gates::put_baseline(&mut req, &store, &op, segment).await
+        }
+        (Method::Post, ["segments", segment, "baseline", "capture"]) => {
+            gates::capture_baseline(&mut req, &store, &op, segment).await
+        }
+        (Method::Get, ["segments", segment, "kpis"]) => gates::get_kpis(&req, &store, segment).await,
+        (Method::Get, ["segments", segment, "report"]) => gates::get_report(&req, env, &store, segment).await,
+        (Method::Post, ["gates", "evaluate"]) => gates::post_evaluate(&mut req, env, &store, &op).await,
+        (_, ["segments", _, "baseline"])
+        | (_, ["segments", _, "baseline", "capture"])
+        | (_, ["segments", _, "kpis"])
+        | (_, ["segments", _, "report"])
+        | (_, ["gates", "evaluate"]) => {
+            error(405, "method_not_allowed", "this endpoint does not accept that method")
         }
         (_, ["stock"])
         | (_, ["segments", _, "mode"])
@@ -168,7 +185,7 @@ async fn put_mode(req: &mut Request, store: &Store, flags: &Flags, op: &Operator
     }
 }
 
-fn query_pairs(req: &Request) -> Vec<(String, String)> {
+pub(super) fn query_pairs(req: &Request) -> Vec<(String, String)> {
     req.url()
         .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
         .unwrap_or_default()

@@ -20,9 +20,11 @@ pub async fn run(env: &Env) {
         return;
     };
     let store = Store::new(db);
-    let steps: [(&str, StepResult); 2] = [
+    // Each step runs to completion whatever the others did; a step reports its own failure.
+    let steps: [(&str, StepResult); 3] = [
         ("sweep_timeouts", sweep_timeouts(&store, now).await),
         ("requeue_stranded", requeue_stranded(env, &store, now).await),
+        ("gates", super::gates::cron_step(env, &store, now).await),
     ];
     for (name, result) in steps {
         match result {

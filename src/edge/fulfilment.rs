@@ -323,7 +323,7 @@ async fn record(
                 row.submission,
                 attempt_no,
                 now,
-                &AttemptEnd { outcome: "refused", http_status: None, error: Some(&why) },
+                &AttemptEnd { outcome: "refused", http_status: None, error: Some(why) },
             )?];
             st.push(store.dead_letter(
                 Some(&row.shop),
@@ -331,7 +331,7 @@ async fn record(
                 Some(row.submission),
                 "unbuildable",
                 attempt_no,
-                Some(&why),
+                Some(why),
                 None,
                 None,
                 None,
@@ -352,9 +352,9 @@ async fn record(
             return store.batch(st).await;
         }
     };
-    let class = retry::classify(&outcome, now);
+    let class = retry::classify(outcome, now);
     let step = retry::next_step(msg.attempt, class, random_unit());
-    let http_status = status_of(&outcome);
+    let http_status = status_of(outcome);
     let described = outcome.describe();
     let response = match &outcome {
         Outcome::Status { body_snippet, .. } => Some(body_snippet.as_str()),
