@@ -105,9 +105,10 @@ test('200 orders, each delivered 3x shuffled, against a warehouse failing half t
   // person, and a re-drive repeats the same key.
   const acceptedNotSubmitted = [...acceptedOrders].filter((id) => !submittedIds.includes(id));
   for (const id of acceptedNotSubmitted) {
-    const [dl] = await stack.sql(`SELECT cause, last_error FROM dead_letters WHERE order_id = '${id}'`);
-    assert.equal(dl.cause, 'retries_exhausted', id);
-    assert.match(dl.last_error, /time/i, id);
+    const [dl] = await stack.sql(`SELECT cause, last_error, attempts, message FROM dead_letters WHERE order_id = '${id}'`);
+    const why = JSON.stringify({ dl, calls: posts(id).map((r) => r.status), attempts: (await view(id)).submission_attempts });
+    assert.equal(dl.cause, 'retries_exhausted', why);
+    assert.match(dl.last_error, /time/i, why);
   }
   assert.equal(acceptedOrders.size, terminal.submitted + acceptedNotSubmitted.length);
   for (const r of stack.fake.requests.filter((q) => q.path === '/fulfilments')) assert.equal(r.signatureValid, true);

@@ -35,7 +35,7 @@ export async function startFakeDownstream({ secret = 'e2e-fulfilment-secret', re
         at: Date.now(),
       };
       const answer = (behaviour && (await behaviour(entry))) || {};
-      entry.status = answer.status ?? 200;
+      entry.status = answer.hang ? null : (answer.status ?? 200); // null: never answered
       requests.push(entry);
       if (log) console.log(`${new Date().toISOString()} ${req.method} ${req.url} -> ${entry.status} signature=${entry.signatureValid ? 'valid' : 'INVALID'} ${raw.length} bytes`);
       if (answer.hang) {
