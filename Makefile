@@ -28,7 +28,7 @@ test-e2e: build
 test: lint test-native test-e2e
 
 bench: setup
-	cargo bench --bench webhook
+	cargo bench --bench webhook --bench route
 
 # Gate evaluation time over 100k audit rows on a local stack.
 bench-gates: build

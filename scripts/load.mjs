@@ -1,9 +1,12 @@
 // Load on the local stack: signed deliveries with fresh webhook ids against an echo baseline
 // (GET /healthz, the Worker answering without storage) in the same run.
-// Usage: node scripts/load.mjs [--seconds 10] [--connections 16]
+// Then the fulfilment consumer: N ready orders, a warehouse that accepts everything, and the
+// rate at which submissions reach it.
+// Usage: node scripts/load.mjs [--seconds 10] [--connections 16] [--orders 300]
 import { randomUUID } from 'node:crypto';
 import { startStack, SECRET, SHOP } from '../tests/support/stack.mjs';
-import { fixture, sign } from '../tests/support/shopify.mjs';
+import { fixture, sign, deliver } from '../tests/support/shopify.mjs';
+import { orderJson } from '../tests/support/orders.mjs';
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -11,6 +14,7 @@ const arg = (name, dflt) => {
 };
 const seconds = arg('seconds', 10);
 const connections = arg('connections', 16);
+const fulfilmentOrders = arg('orders', 300);
 
 const raw = JSON.stringify(JSON.parse(fixture('orders-create.json')));
 const signature = sign(SECRET, raw);
@@ -66,6 +70,33 @@ try {
   }
   const rows = await stack.sql("SELECT COUNT(*) AS n FROM deliveries WHERE outcome = 'accepted'");
   console.log(`deliveries recorded: ${rows[0].n} (expected ${results[1].requests - results[1].non2xx - results[1].errors})`);
+
+  // Fulfilment: every order ready in an auto lane; measure how fast the consumer hands them over.
+  const auth = { 'content-type': 'application/json', authorization: 'Bearer e2e-admin-token' };
+  await fetch(`${stack.url}/admin/segments/default/mode`, { method: 'PUT', headers: auth, body: JSON.stringify({ mode: 'auto', note: 'load' }) });
+  await fetch(`${stack.url}/admin/stock`, { method: 'PUT', headers: auth, body: JSON.stringify([{ sku: 'SKU-STD', available: 1e9 }]) });
+  const orders = Array.from({ length: fulfilmentOrders }, () => orderJson());
+  const ids = new Set(orders.map((o) => o.id));
+  const queue = [...orders];
+  const t0 = Date.now();
+  await Promise.all(Array.from({ length: connections }, async () => {
+    while (queue.length) {
+      const o = queue.shift();
+      await deliver(stack.url, o.raw, { secret: SECRET, shop: SHOP });
+    }
+  }));
+  const sentAll = Date.now();
+  const accepted = () => stack.fake.requests.filter((r) => r.status === 200 && ids.has(r.json?.order_id));
+  const deadline = Date.now() + 300_000;
+  while (accepted().length < fulfilmentOrders && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  const got = accepted();
+  const first = Math.min(...got.map((r) => r.at));
+  const last = Math.max(...got.map((r) => r.at));
+  console.log(`\nfulfilment: ${got.length}/${fulfilmentOrders} submitted; webhooks sent in ${((sentAll - t0) / 1000).toFixed(1)} s; ` +
+    `submissions ${((last - first) / 1000).toFixed(1)} s from first to last = ${(got.length / Math.max(0.001, (last - first) / 1000)).toFixed(1)}/s; ` +
+    `last one ${((last - sentAll) / 1000).toFixed(1)} s after the last webhook`);
+  const submitted = await stack.sql("SELECT COUNT(*) AS n FROM orders WHERE state = 'submitted'");
+  console.log(`orders submitted in D1: ${submitted[0].n}; duplicate submissions at the warehouse: ${got.length - new Set(got.map((r) => r.json.order_id)).size}`);
 } finally {
   await stack.stop();
 }

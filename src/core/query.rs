@@ -51,6 +51,47 @@ fn int_of(name: &str, v: &str) -> Result<i64, QueryError> {
 /// Query-string pairs, already percent-decoded.
 pub type Pairs = [(String, String)];
 
+/// Splits the query of a request URL into decoded pairs (`+` is a space, `%XX` a byte;
+/// malformed escapes are kept as written). Done here rather than with a URL parser so the
+/// Worker does not carry one.
+pub fn parse_query_string(url: &str) -> Vec<(String, String)> {
+    let Some((_, query)) = url.split_once('?') else { return Vec::new() };
+    let query = query.split('#').next().unwrap_or_default();
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
 fn get<'a>(pairs: &'a Pairs, key: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
 }
@@ -268,6 +309,26 @@ mod tests {
         assert!(b.sql.contains("ORDER BY state_since_ms ASC"));
         assert!(exceptions(&q(&[("state", "submitted")]), 0).is_err());
         assert!(exceptions(&q(&[("min_age_minutes", "soon")]), 0).is_err());
+    }
+
+    #[test]
+    fn query_strings_decode() {
+        let p = parse_query_string(
+            "https://x.dev/admin/audit?actor=user%3Aops&lane=eu&note=a+b&bad=%zz&empty=&flag#frag",
+        );
+        assert_eq!(
+            p,
+            q(&[
+                ("actor", "user:ops"),
+                ("lane", "eu"),
+                ("note", "a b"),
+                ("bad", "%zz"),
+                ("empty", ""),
+                ("flag", "")
+            ])
+        );
+        assert_eq!(parse_query_string("https://x.dev/admin/audit"), vec![]);
+        assert_eq!(parse_query_string("/a?x=%E2%9C%93&y=100%"), q(&[("x", "✓"), ("y", "100%")]));
     }
 
     #[test]

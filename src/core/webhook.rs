@@ -289,45 +289,6 @@ impl std::fmt::Display for ShopifyId {
     }
 }
 
-/// What the recorder needs from a body before routing: which order and which customer it
-/// concerns (for per-customer erasure). Unknown fields are ignored.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BodyRef {
-    pub order_id: Option<ShopifyId>,
-    pub customer_id: Option<ShopifyId>,
-}
-
-#[derive(Deserialize)]
-struct RawRef {
-    id: Option<ShopifyId>,
-    order_id: Option<ShopifyId>,
-    customer: Option<RawCustomer>,
-}
-
-#[derive(Deserialize)]
-struct RawCustomer {
-    id: Option<ShopifyId>,
-}
-
-/// Why an authentic body could not be read; the delivery is still recorded, for review.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unreadable(pub String);
-
-/// Reads the order and customer a body concerns. Order topics carry the order as the body
-/// (`id`); the risk topic names it in `order_id`.
-pub fn body_ref(topic: Topic, body: &[u8]) -> Result<BodyRef, Unreadable> {
-    let raw: RawRef = serde_json::from_slice(body).map_err(|e| Unreadable(format!("invalid JSON: {e}")))?;
-    let order_id = match topic {
-        Topic::OrdersRiskAssessmentChanged => raw.order_id,
-        Topic::CustomersRedact | Topic::ShopRedact => None,
-        _ => raw.id,
-    };
-    if topic.is_order_event() && order_id.is_none() {
-        return Err(Unreadable("no order id in body".into()));
-    }
-    Ok(BodyRef { order_id, customer_id: raw.customer.and_then(|c| c.id) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,41 +404,16 @@ mod tests {
 
     #[test]
     fn ids_stay_exact() {
-        let r = body_ref(
-            Topic::OrdersCreate,
-            br#"{"id":820982911946154508,"customer":{"id":115310627314723954}}"#,
-        )
-        .unwrap();
-        assert_eq!(r.order_id, Some(ShopifyId("820982911946154508".into())));
-        assert_eq!(r.customer_id, Some(ShopifyId("115310627314723954".into())));
-        let r = body_ref(
-            Topic::OrdersCreate,
-            br#"{"id":"gid://shopify/Order/18446744073709551615","customer":null}"#,
-        )
-        .unwrap();
-        assert_eq!(r.order_id.unwrap().0, "18446744073709551615");
-        assert_eq!(r.customer_id, None);
-        let r = body_ref(
-            Topic::OrdersRiskAssessmentChanged,
-            br#"{"order_id":820982911946154508,"risk_level":"high"}"#,
-        )
-        .unwrap();
-        assert_eq!(r.order_id.unwrap().0, "820982911946154508");
-        assert!(body_ref(Topic::OrdersCreate, br#"{"id":8.2e17}"#).is_err());
-        assert!(body_ref(Topic::OrdersCreate, br#"{"id":-1}"#).is_err());
-        assert!(body_ref(Topic::OrdersCreate, br##"{"name":"#1001"}"##).is_err());
-        assert!(body_ref(Topic::OrdersCreate, b"not json").is_err());
-        assert_eq!(
-            body_ref(Topic::CustomersRedact, br#"{"customer":{"id":7}}"#).unwrap().customer_id.unwrap().0,
-            "7"
-        );
-    }
-
-    #[test]
-    fn shopify_sample_order_parses() {
-        let body = include_bytes!("../../tests/fixtures/orders-create.json");
-        let r = body_ref(Topic::OrdersCreate, body).unwrap();
-        assert_eq!(r.order_id.unwrap().0, "820982911946154508");
+        let id = |json: &str| serde_json::from_str::<ShopifyId>(json).map(|i| i.0);
+        assert_eq!(id("820982911946154508").unwrap(), "820982911946154508");
+        assert_eq!(id("18446744073709551615").unwrap(), "18446744073709551615");
+        assert_eq!(id(r#""gid://shopify/Order/820982911946154508""#).unwrap(), "820982911946154508");
+        assert_eq!(id(r#""115310627314723954""#).unwrap(), "115310627314723954");
+        assert!(id("8.2e17").is_err(), "a float id has already lost digits");
+        assert!(id("-1").is_err());
+        assert!(id(r#""12a""#).is_err());
+        assert!(id(r#""""#).is_err());
+        assert!(id("null").is_err());
     }
 
     #[test]

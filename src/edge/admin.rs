@@ -186,9 +186,7 @@ async fn put_mode(req: &mut Request, store: &Store, flags: &Flags, op: &Operator
 }
 
 pub(super) fn query_pairs(req: &Request) -> Vec<(String, String)> {
-    req.url()
-        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
-        .unwrap_or_default()
+    query::parse_query_string(&req.inner().url())
 }
 
 /// A row that can be paged by (time, id).

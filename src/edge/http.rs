@@ -11,7 +11,14 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub async fn route(req: Request, env: &Env) -> Response {
     let path = req.path();
     match (path.as_str(), req.method()) {
-        ("/healthz", Method::Get) => json(200, &serde_json::json!({ "ok": true, "version": VERSION })),
+        ("/healthz", Method::Get) => json(
+            200,
+            &serde_json::json!({
+                "ok": super::routing::matrix().is_ok(),
+                "version": VERSION,
+                "rules_version": crate::core::rules::RULES_VERSION,
+            }),
+        ),
         ("/webhooks/shopify", Method::Post) => webhooks::handle(req, env).await,
         (p, _) if p.starts_with("/admin/") => {
             let segments: Vec<&str> =

@@ -97,7 +97,6 @@ pub async fn record_and_route(
     d: &Delivery,
     topic: Topic,
     body: &[u8],
-    customer_id: Option<&str>,
     now_ms: i64,
 ) -> Result<(Routed, bool), StoreError> {
     let parsed = match topic {
@@ -115,7 +114,7 @@ pub async fn record_and_route(
                 outcome: "review",
                 detail: Some(&detail),
                 order_id: None,
-                customer_id,
+                customer_id: None,
                 body: Some(body),
             };
             return match ctx.store.batch(ctx.store.record_delivery(&new)?).await {
@@ -130,7 +129,7 @@ pub async fn record_and_route(
         Parsed::Risk(r) => r.order_id.0.clone(),
     };
     for _ in 0..MAX_RACES {
-        match attempt(ctx, m, d, topic, &parsed, &order_id, body, customer_id, now_ms).await {
+        match attempt(ctx, m, d, topic, &parsed, &order_id, body, now_ms).await {
             Err(StoreError::Conflict) => {
                 if ctx.store.delivery_id(&d.shop, &d.webhook_id).await?.is_some() {
                     return Ok((Routed::Duplicate, false));
@@ -152,7 +151,6 @@ async fn attempt(
     parsed: &Parsed,
     order_id: &str,
     body: &[u8],
-    customer_id: Option<&str>,
     now_ms: i64,
 ) -> Result<Routed, StoreError> {
     let store = ctx.store;
@@ -218,7 +216,6 @@ async fn attempt(
         customer_id: body_order.as_ref().and_then(|o| o.customer_id.as_ref()).map(|c| c.0.as_str()),
         body: Some(body),
     };
-    let _ = customer_id;
     let mut statements = store.record_delivery(&new)?;
     let lane = m.lane(&lane_name).map(|l| l.default_mode).unwrap_or(Mode::Manual);
     statements.extend(store.note_mode(&lane_name, kv.unwrap_or(lane), now_ms, ACTOR, None)?);

@@ -9,7 +9,7 @@ use super::flags::Flags;
 use super::http::{error, json, unavailable};
 use super::routing;
 use super::store::{NewDelivery, Store, StoreError};
-use crate::core::webhook::{self, body_ref, Rejection, ShopifyId, Topic, MAX_BODY_BYTES};
+use crate::core::webhook::{self, Rejection, ShopifyId, Topic, MAX_BODY_BYTES};
 
 /// How long Shopify should wait before retrying when storage is down.
 const RETRY_AFTER_SECS: u32 = 10;
@@ -103,45 +103,25 @@ async fn record(ctx: &routing::Ctx<'_>, d: &webhook::Delivery, body: &[u8]) -> R
         store.batch(store.record_delivery(&new)?).await?;
         return Ok(Recorded { status: "ignored", review: false });
     };
+    if topic.is_order_event() {
+        // The order is parsed once, by routing; a body it cannot read is recorded for review.
+        return match routing::record_and_route(ctx, d, topic, body, received_ms).await? {
+            (routing::Routed::Duplicate, _) => Err(StoreError::Conflict),
+            (routing::Routed::Recorded, review) => Ok(Recorded { status: "accepted", review }),
+        };
+    }
+    // Privacy requests: erase, and keep no copy of the request body itself.
     let mut extra = Vec::new();
-    let parsed = body_ref(topic, body);
-    let (order_id, customer_id, detail) = match &parsed {
-        Ok(r) => {
-            (r.order_id.as_ref().map(|i| i.0.clone()), r.customer_id.as_ref().map(|i| i.0.clone()), None)
+    match (topic, serde_json::from_slice::<RedactBody>(body)) {
+        (Topic::ShopRedact, _) => extra.extend(store.erase_shop(&d.shop)?),
+        (_, Ok(r)) => {
+            let ids: Vec<String> = r.orders_to_redact.into_iter().map(|i| i.0).collect();
+            let cust = r.customer.and_then(|c| c.id).map(|i| i.0).unwrap_or_default();
+            extra.extend(store.erase_customer(&d.shop, &cust, &ids)?);
         }
-        Err(e) => (None, None, Some(e.0.clone())),
-    };
-    new.order_id = order_id.as_deref();
-    new.customer_id = customer_id.as_deref();
-    match topic {
-        Topic::CustomersRedact | Topic::ShopRedact => {
-            // Privacy requests: erase, and keep no copy of the request body itself.
-            let req: Result<RedactBody, _> = serde_json::from_slice(body);
-            match (topic, req) {
-                (Topic::ShopRedact, _) => extra.extend(store.erase_shop(&d.shop)?),
-                (_, Ok(r)) => {
-                    let ids: Vec<String> = r.orders_to_redact.into_iter().map(|i| i.0).collect();
-                    let cust = r.customer.and_then(|c| c.id).map(|i| i.0).unwrap_or_default();
-                    extra.extend(store.erase_customer(&d.shop, &cust, &ids)?);
-                }
-                (_, Err(_)) => {
-                    new.outcome = "review";
-                    new.detail = Some("privacy request body could not be read");
-                }
-            }
-        }
-        _ if detail.is_none() => {
-            return match routing::record_and_route(ctx, d, topic, body, customer_id.as_deref(), received_ms)
-                .await?
-            {
-                (routing::Routed::Duplicate, _) => Err(StoreError::Conflict),
-                (routing::Routed::Recorded, review) => Ok(Recorded { status: "accepted", review }),
-            };
-        }
-        _ => {
-            new.body = Some(body);
+        (_, Err(_)) => {
             new.outcome = "review";
-            new.detail = detail.as_deref();
+            new.detail = Some("privacy request body could not be read");
         }
     }
     let mut statements = store.record_delivery(&new)?;

@@ -178,3 +178,33 @@ test('a KV flip of one lane to manual changes that lane only; shadow sends nothi
   assert.equal(stack.fake.requests.filter((q) => q.json?.order_id === sh.id).length, 0, 'shadow sent nothing');
   await stack.kvPut('segment:default:mode', 'auto');
 });
+
+test('release paths: an inventory hold released after a stock load, a fraud hold released by an operator', async () => {
+  const o = orderJson({ lines: [{ sku: 'SKU-LATE', quantity: 2 }] });
+  await admin(stack, 'PUT', '/stock', [{ sku: 'SKU-LATE', available: 1 }]);
+  await send(o.raw);
+  assert.equal(await stateOf(o.id), 'hold/inventory');
+  const early = await admin(stack, 'POST', `/orders/${SHOP}/${o.id}/release`, { note: 'try again' });
+  assert.equal(early.status, 200);
+  assert.equal(await stateOf(o.id), 'hold/inventory', 'still short: the rules hold it again');
+  await admin(stack, 'PUT', '/stock', { stock: [{ sku: 'SKU-LATE', available: 5 }], note: 'delivery arrived' });
+  const r = await admin(stack, 'POST', `/orders/${SHOP}/${o.id}/release`, { note: 'stock arrived' });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.ok(['ready-for-fulfilment', 'submitted'].includes(await stateOf(o.id)));
+  const stock = await admin(stack, 'GET', '/stock');
+  assert.equal(stock.body.stock.find((s) => s.sku === 'SKU-LATE').available, 3, 'the released order claimed its 2 units');
+
+  const f = orderJson({ total: '9999.00' });
+  await send(f.raw);
+  assert.equal(await stateOf(f.id), 'hold/fraud');
+  const rerun = await admin(stack, 'POST', `/orders/${SHOP}/${f.id}/release`, { note: 're-check' });
+  assert.equal(rerun.status, 200);
+  assert.equal(await stateOf(f.id), 'hold/fraud', 'the total rule still fires');
+  const forced = await admin(stack, 'POST', `/orders/${SHOP}/${f.id}/force-ready`, { note: 'known customer, verified by phone' });
+  assert.equal(forced.status, 200, JSON.stringify(forced.body));
+  assert.ok(['ready-for-fulfilment', 'submitted'].includes(await stateOf(f.id)));
+  const v = await view(f.id);
+  const op = v.timeline.find((row) => row.event === 'operator_force_ready');
+  assert.equal(op.actor, 'user:ops');
+  assert.equal(JSON.parse(op.detail).note, 'known customer, verified by phone');
+});

@@ -19,6 +19,7 @@ test('healthz reports ok and the version', async () => {
   const body = await r.json();
   assert.equal(body.ok, true);
   assert.match(body.version, /^\d+\.\d+\.\d+$/);
+  assert.match(body.rules_version, /^[0-9a-f]{12}$/);
 });
 
 test('a valid delivery is recorded once, with its metadata and exact order id', async () => {
@@ -128,4 +129,19 @@ test('customers/redact erases that customer\'s stored bodies and keeps the deliv
   assert.equal((await rowsFor(id)).length, 1);
   const redactRows = await stack.sql(`SELECT COUNT(*) AS n FROM delivery_bodies b JOIN deliveries d ON d.id = b.delivery_id WHERE d.topic = 'customers/redact'`);
   assert.equal(redactRows[0].n, 0, 'the privacy request itself is not stored');
+});
+
+test('storage unavailable: 503 with Retry-After and nothing recorded, so Shopify retries', async () => {
+  // A stack whose D1 has no schema: every write fails the way an unavailable database does.
+  const bare = await startStack({ migrate: false });
+  try {
+    const r = await deliver(bare.url, order, { secret: SECRET, shop: SHOP });
+    assert.equal(r.status, 503);
+    assert.equal(r.body.error, 'storage_unavailable');
+    assert.match(r.headers.get('retry-after'), /^\d+$/);
+    const ignored = await deliver(bare.url, '{"id": 1}', { secret: SECRET, shop: SHOP, topic: 'products/create' });
+    assert.equal(ignored.status, 503, 'even an ignorable delivery is answered 2xx only once recorded');
+  } finally {
+    await bare.stop();
+  }
 });

@@ -57,16 +57,19 @@ async function waitFor(url, child, logs, timeoutMs = 90_000) {
 }
 
 /**
- * Starts one stack. Options: `vars` (extra vars/secrets), `downstream` (fake server options).
+ * Starts one stack. Options: `vars` (extra vars/secrets), `downstream` (fake server options),
+ * `migrate: false` (leave D1 without its schema, to see storage failures).
  * Returns { url, fake, persist, sql(), kvPut(), stop(), logs }.
  */
-export async function startStack({ vars = {}, downstream = {} } = {}) {
+export async function startStack({ vars = {}, downstream = {}, migrate = true } = {}) {
   if (!existsSync(join(ROOT, 'build', 'worker', 'shim.mjs'))) {
     throw new Error('build/ is missing: run `make build` (or `make test`, which builds first)');
   }
   const persist = mkdtempSync(join(tmpdir(), 'orderlane-e2e-'));
   const fake = await startFakeDownstream(downstream);
-  await run(WRANGLER, ['d1', 'migrations', 'apply', 'orderlane', '--local', '--persist-to', persist], { cwd: ROOT, env: QUIET_ENV });
+  if (migrate) {
+    await run(WRANGLER, ['d1', 'migrations', 'apply', 'orderlane', '--local', '--persist-to', persist], { cwd: ROOT, env: QUIET_ENV });
+  }
   const port = await freePort();
   const inspector = await freePort();
   const allVars = {
