@@ -5,7 +5,7 @@
 // Usage: node scripts/load.mjs [--seconds 10] [--connections 16] [--orders 300]
 import { randomUUID } from 'node:crypto';
 import { startStack, SECRET, SHOP } from '../tests/support/stack.mjs';
-import { fixture, sign, deliver } from '../tests/support/shopify.mjs';
+import { sign, deliver } from '../tests/support/shopify.mjs';
 import { orderJson } from '../tests/support/orders.mjs';
 
 const arg = (name, dflt) => {
@@ -16,8 +16,7 @@ const seconds = arg('seconds', 10);
 const connections = arg('connections', 16);
 const fulfilmentOrders = arg('orders', 300);
 
-const raw = JSON.stringify(JSON.parse(fixture('orders-create.json')));
-const signature = sign(SECRET, raw);
+const raw = orderJson().raw;
 
 async function drive(name, makeRequest) {
   const latencies = [];
@@ -47,17 +46,22 @@ async function drive(name, makeRequest) {
 
 const stack = await startStack();
 try {
-  const webhook = () => fetch(`${stack.url}/webhooks/shopify`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      'x-shopify-hmac-sha256': signature,
-      'x-shopify-topic': 'orders/create',
-      'x-shopify-shop-domain': SHOP,
-      'x-shopify-webhook-id': randomUUID(),
-    },
-    body: raw,
-  });
+  // Each delivery is a distinct order (as in production): the same order delivered hundreds
+  // of times at once would only measure contention on one row.
+  const webhook = () => {
+    const o = orderJson({ financial_status: 'voided' });
+    return fetch(`${stack.url}/webhooks/shopify`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-shopify-hmac-sha256': sign(SECRET, o.raw),
+        'x-shopify-topic': 'orders/create',
+        'x-shopify-shop-domain': SHOP,
+        'x-shopify-webhook-id': randomUUID(),
+      },
+      body: o.raw,
+    });
+  };
   const echo = () => fetch(`${stack.url}/healthz`);
   // Warm both paths so the first isolate start is not measured.
   await drive('warm-up', echo);
