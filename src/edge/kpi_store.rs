@@ -27,16 +27,16 @@ pub const FACTS_SQL: [&str; 2] = [
      UNION ALL SELECT rowid FROM orders WHERE segment = ?1 AND state IN ('hold', 'fraud-check'))",
 ];
 
-/// Shadow decisions of lane `?1` in `[?2, ?3)` paired with the last operator action on each
-/// order (its resulting state).
+/// Shadow decisions of lane `?1` in `[?2, ?3)` paired with what people then did with each
+/// order: the last operator action in orderlane, or what Shopify reports they did outside it
+/// (`orders/fulfilled`: shipped by hand; `orders/cancelled`).
 pub const SHADOW_SQL: &str = "SELECT o.shadow_state, o.shadow_reason, a.to_state FROM audit_log a \
      JOIN orders o ON o.shop = a.shop AND o.order_id = a.order_id \
-     WHERE a.segment = ?1 AND a.at_ms >= ?2 AND a.at_ms < ?3 AND a.actor LIKE 'user:%' \
-       AND a.event IN ('operator_release', 'operator_force_ready', 'operator_hold', 'operator_stop') \
+     WHERE a.segment = ?1 AND a.at_ms >= ?2 AND a.at_ms < ?3 \
+       AND a.event IN ('operator_release', 'operator_force_ready', 'operator_hold', 'operator_stop', 'fulfilled', 'cancelled') \
        AND o.mode = 'shadow' AND o.shadow_state IS NOT NULL \
        AND a.id = (SELECT MAX(b.id) FROM audit_log b WHERE b.shop = a.shop AND b.order_id = a.order_id \
-         AND b.actor LIKE 'user:%' \
-         AND b.event IN ('operator_release', 'operator_force_ready', 'operator_hold', 'operator_stop'))";
+         AND b.event IN ('operator_release', 'operator_force_ready', 'operator_hold', 'operator_stop', 'fulfilled', 'cancelled'))";
 
 /// The lane's mode changes up to `?2`, oldest first (for baseline capture windows).
 pub const MODE_CHANGES_SQL: &str = "SELECT at_ms, json_extract(detail, '$.to') AS mode FROM audit_log \

@@ -203,13 +203,14 @@ test('a shadow lane: the report gives the agreement between shadow decisions and
   }
   const shadow = await stack.sql(`SELECT shadow_state FROM orders WHERE order_id IN ('${a.id}', '${b.id}')`);
   assert.deepEqual(shadow.map((x) => x.shadow_state), ['ready-for-fulfilment', 'ready-for-fulfilment']);
-  // What operators did, as the override endpoints record it: `a` released (agrees with the
-  // shadow decision), `b` kept in hold (disagrees). Written directly so this suite checks the
-  // agreement query on its own.
-  const now = Date.now();
-  const row = (id, event, to) => `('x', ${now}, '${SHOP}', '${id}', 'wholesale', '${event}', 'hold', '${to}', 'user:ops', '{}')`;
-  await stack.sql('INSERT INTO audit_log (at, at_ms, shop, order_id, segment, event, from_state, to_state, actor, detail) VALUES ' +
-    `${row(a.id, 'operator_release', 'ready-for-fulfilment')}, ${row(b.id, 'operator_hold', 'hold')}`);
+  // What people did: `a` shipped by hand in Shopify (agrees with the shadow `ready`), `b` kept
+  // on hold by an operator (disagrees).
+  const fulfilled = a.raw.replace('"fulfillment_status":null', '"fulfillment_status":"fulfilled"')
+    .replace(/"updated_at":"[^"]+"/, `"updated_at":"${new Date(Date.now() + 1000).toISOString()}"`);
+  assert.equal((await send(fulfilled, 'orders/fulfilled')).status, 200);
+  assert.equal(await stateOf(a.id), 'fulfilled');
+  const held = await admin(stack, 'POST', `/orders/${SHOP}/${b.id}/hold`, { note: 'wait for the account manager' });
+  assert.equal(held.status, 200, JSON.stringify(held.body));
   const report = await admin(stack, 'GET', '/segments/wholesale/report');
   assert.equal(report.status, 200, JSON.stringify(report.body));
   assert.equal(report.body.mode, 'shadow');
