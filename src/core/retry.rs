@@ -183,10 +183,10 @@ pub fn parse_http_date(value: &str) -> Option<i64> {
     if hms.next().is_some() || h > 23 || m > 59 || s > 60 {
         return None;
     }
-    if day < 1 || day > days_in_month(year, month) {
+    if day < 1 || day > super::time::days_in_month(year, month) {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = super::time::days_from_civil(year, month, day);
     Some(((days * 24 + h) * 60 + m) * 60_000 + s * 1000)
 }
 
@@ -207,26 +207,6 @@ fn two_digits(s: &str) -> Option<i64> {
 
 fn month_of(s: &str) -> Option<i64> {
     MONTHS.iter().position(|m| *m == s).map(|i| i as i64 + 1)
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Why an order is dead-lettered; the `dead_letters.cause` text.

@@ -59,8 +59,7 @@ pub async fn order_action(
         Ok(n) => n,
         Err(r) => return r,
     };
-    let flags = env.kv(super::config::FLAGS).ok().map(Flags::new);
-    let queue = env.queue(super::config::FULFILMENT_QUEUE).ok();
+    let (flags, queue) = bindings(env);
     let ctx = Ctx { store, flags: flags.as_ref(), queue: queue.as_ref() };
     match apply_operator(&ctx, op, shop, order_id, action, &note, b.expected_state.as_deref()).await {
         Ok(v) => json(200, &v),
@@ -191,6 +190,12 @@ pub async fn apply_operator(
     }))
 }
 
+/// The KV flags and the queue an override may need (absent bindings are tolerated: the
+/// change is still recorded and the cron re-enqueues what the queue missed).
+fn bindings(env: &Env) -> (Option<Flags>, Option<worker::Queue>) {
+    (env.kv(super::config::FLAGS).ok().map(Flags::new), env.queue(super::config::FULFILMENT_QUEUE).ok())
+}
+
 fn conflict(code: &str, detail: &str, current: serde_json::Value) -> Response {
     json(409, &serde_json::json!({ "error": code, "detail": detail, "current": current }))
 }
@@ -212,8 +217,7 @@ pub async fn redrive_one(mut req: Request, env: &Env, store: &Store, op: &Operat
         Ok(n) => n,
         Err(r) => return r,
     };
-    let flags = env.kv(super::config::FLAGS).ok().map(Flags::new);
-    let queue = env.queue(super::config::FULFILMENT_QUEUE).ok();
+    let (flags, queue) = bindings(env);
     let ctx = Ctx { store, flags: flags.as_ref(), queue: queue.as_ref() };
     match redrive(&ctx, op, id, &note).await {
         Ok(v) => json(200, &v),
@@ -310,8 +314,7 @@ pub async fn redrive_bulk(mut req: Request, env: &Env, store: &Store, op: &Opera
     if b.dry_run {
         return json(200, &serde_json::json!({ "dry_run": true, "would_redrive": candidates }));
     }
-    let flags = env.kv(super::config::FLAGS).ok().map(Flags::new);
-    let queue = env.queue(super::config::FULFILMENT_QUEUE).ok();
+    let (flags, queue) = bindings(env);
     let ctx = Ctx { store, flags: flags.as_ref(), queue: queue.as_ref() };
     let mut results = Vec::with_capacity(rows.len());
     for r in &rows {
