@@ -498,46 +498,73 @@ async fn record(
     }
 }
 
-/// The runtime dead-letter queue: whatever lands here is recorded for a person, and an order
-/// still waiting as ready is moved to hold/fulfilment so it shows in the exception queue.
+/// The runtime dead-letter queue: a message the consumer kept failing on. If its order is
+/// still waiting as ready it is moved to hold/fulfilment with a `dead_letters` row, so it shows
+/// in the exception queue; an unreadable message or unknown order is recorded as is. An order
+/// that has moved on (submitted, held, cancelled) or whose attempt is in flight needs nobody.
 async fn dead_lettered(store: &Store, m: &Message<String>) {
     let raw = m.body().clone();
     let now = now_ms();
-    let parsed = QueueMessage::from_json(&raw).ok();
     let result = async {
-        let mut st = vec![store.dead_letter(
-            parsed.as_ref().map(|p| p.shop.as_str()),
-            parsed.as_ref().map(|p| p.order_id.as_str()),
-            parsed.as_ref().map(|p| i64::from(p.submission)),
-            "dead_letter_queue",
-            parsed.as_ref().map(|p| i64::from(p.attempt)).unwrap_or(0),
-            Some("delivery to the fulfilment consumer kept failing"),
-            None,
-            None,
-            Some(&raw),
-            now,
-        )?];
-        if let Some(p) = &parsed {
-            if let Some(row) = store.order(&p.shop, &p.order_id).await? {
-                if row.state == "ready-for-fulfilment" && row.lease_until.is_none_or(|l| l < now) {
-                    let lease = random_id();
-                    if store.take_lease(&row.shop, &row.order_id, &lease, now, LEASE_MS).await? {
-                        let detail = serde_json::json!({ "cause": "dead_letter_queue" });
-                        st.extend(store.leased_transition(
-                            &row,
-                            &lease,
-                            "hold",
-                            Some("fulfilment"),
-                            &["held_ms", "failed_ms"],
-                            "dead_lettered",
-                            ACTOR,
-                            &detail,
-                            now,
-                        )?);
-                    }
-                }
-            }
+        let record = |shop: Option<&str>, order: Option<&str>, submission, attempt, why: &str| {
+            store.dead_letter(
+                shop,
+                order,
+                submission,
+                "dead_letter_queue",
+                attempt,
+                Some(why),
+                None,
+                None,
+                Some(&raw),
+                now,
+            )
+        };
+        let Ok(p) = QueueMessage::from_json(&raw) else {
+            return store.batch(vec![record(None, None, None, 0, "unreadable queue message")?]).await;
+        };
+        let Some(row) = store.order(&p.shop, &p.order_id).await? else {
+            let st = record(
+                Some(&p.shop),
+                Some(&p.order_id),
+                Some(i64::from(p.submission)),
+                i64::from(p.attempt),
+                "unknown order",
+            )?;
+            return store.batch(vec![st]).await;
+        };
+        let lease = random_id();
+        if row.state != "ready-for-fulfilment"
+            || !store.take_lease(&row.shop, &row.order_id, &lease, now, LEASE_MS).await?
+        {
+            worker::console_log!(
+                "dead-letter queue: {}:{} needs nobody (state {})",
+                p.shop,
+                p.order_id,
+                row.state
+            );
+            return Ok(());
         }
+        let why = "delivery to the fulfilment consumer kept failing";
+        let mut st = vec![record(
+            Some(&p.shop),
+            Some(&p.order_id),
+            Some(i64::from(p.submission)),
+            i64::from(p.attempt),
+            why,
+        )?];
+        let detail = serde_json::json!({ "cause": "dead_letter_queue" });
+        st.extend(store.leased_transition(
+            &row,
+            &lease,
+            "hold",
+            Some("fulfilment"),
+            &["held_ms", "failed_ms"],
+            "dead_lettered",
+            ACTOR,
+            &detail,
+            now,
+        )?);
         store.batch(st).await
     }
     .await;

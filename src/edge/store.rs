@@ -738,8 +738,9 @@ pub struct StrandedRow {
 
 impl Store {
     /// Ready orders of auto lanes that no queue message is known to be carrying: never
-    /// enqueued (older than `fresh_ms`, so a webhook still enqueueing is left alone), or whose
-    /// last scheduled retry is overdue by more than `overdue_ms`.
+    /// enqueued (older than `fresh_ms`, so a webhook still enqueueing is left alone), whose
+    /// last scheduled retry is overdue by more than `overdue_ms`, or whose attempt's lease ran
+    /// out (leases are cleared when an attempt ends, so its consumer died).
     pub async fn stranded_ready(
         &self,
         now_ms: i64,
@@ -749,7 +750,8 @@ impl Store {
         let st = self.stmt(
             "SELECT shop, order_id, submission, attempts FROM orders \
              WHERE state = 'ready-for-fulfilment' AND mode = 'auto' \
-               AND ((enqueued_ms IS NULL AND state_since_ms < ?1 - ?2) OR enqueued_ms < ?1 - ?3) \
+               AND ((enqueued_ms IS NULL AND state_since_ms < ?1 - ?2) OR enqueued_ms < ?1 - ?3 \
+                    OR lease_until < ?1) \
                AND (lease_until IS NULL OR lease_until < ?1) \
              ORDER BY state_since_ms LIMIT 500",
             &[n(now_ms), n(fresh_ms), n(overdue_ms)],

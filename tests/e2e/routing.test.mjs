@@ -208,3 +208,24 @@ test('release paths: an inventory hold released after a stock load, a fraud hold
   assert.equal(op.actor, 'user:ops');
   assert.equal(JSON.parse(op.detail).note, 'known customer, verified by phone');
 });
+
+test('the cron sweeps: pending payment past its window and a missing verdict past its timeout go to hold', async () => {
+  const now = Date.now();
+  // Windows from rules/matrix.toml: default lane 1 day to pay, eu lane 120 minutes for a verdict.
+  const pending = orderJson({ financial_status: 'pending', createdMs: now - 1440 * 60_000 + 4000 });
+  const waiting = orderJson({ country: 'NL', zip: '1012 AB', currency: 'EUR', createdMs: now - 120 * 60_000 + 4000 });
+  await admin(stack, 'PUT', '/segments/eu/mode', { mode: 'auto', note: 'sweep test' });
+  await send(pending.raw);
+  await send(waiting.raw);
+  assert.equal(await stateOf(pending.id), 'new');
+  assert.equal(await stateOf(waiting.id), 'fraud-check');
+  await new Promise((r) => setTimeout(r, 5000));
+  const cron = await fetch(`${stack.url}/__scheduled?cron=*/15+*+*+*+*`);
+  assert.equal(cron.status, 200);
+  await eventually(async () => (await stateOf(pending.id)) === 'hold/payment', { what: 'payment sweep' });
+  await eventually(async () => (await stateOf(waiting.id)) === 'hold/fraud', { what: 'verdict sweep' });
+  const v = await view(pending.id);
+  const swept = v.timeline.at(-1);
+  assert.equal(swept.rule_id, 'payment.window_expired');
+  assert.equal(swept.actor, 'system:router');
+});
