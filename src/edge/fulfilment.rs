@@ -297,6 +297,36 @@ async fn post(url: &str, timeout_ms: u64, body: &[u8], key: &str, signature: &st
     }
 }
 
+/// How an attempt that moves the order out of ready ends.
+struct Ending<'a> {
+    outcome: &'a str,
+    http_status: Option<u16>,
+    error: Option<&'a str>,
+    to: &'a str,
+    reason: Option<&'a str>,
+    stamps: &'a [&'a str],
+    event: &'a str,
+    detail: &'a serde_json::Value,
+}
+
+/// The attempt's record, `extra`, then the order's audited move, as one batch.
+fn ending(
+    store: &Store,
+    row: &OrderRow,
+    lease: &str,
+    attempt_no: i64,
+    now: i64,
+    e: &Ending<'_>,
+    extra: Vec<worker::D1PreparedStatement>,
+) -> Result<Vec<worker::D1PreparedStatement>, StoreError> {
+    let end = AttemptEnd { outcome: e.outcome, http_status: e.http_status, error: e.error };
+    let mut st =
+        vec![store.finish_attempt(&row.shop, &row.order_id, row.submission, attempt_no, now, &end)?];
+    st.extend(extra);
+    st.extend(store.leased_transition(row, lease, e.to, e.reason, e.stamps, e.event, ACTOR, e.detail, now)?);
+    Ok(st)
+}
+
 fn status_of(o: &Outcome) -> Option<u16> {
     match o {
         Outcome::Status { code, .. } => Some(*code),
@@ -317,15 +347,7 @@ async fn record(
     let outcome = match sent {
         Sent::Response(o) => o,
         Sent::Unbuildable(why) => {
-            let mut st = vec![store.finish_attempt(
-                &row.shop,
-                &row.order_id,
-                row.submission,
-                attempt_no,
-                now,
-                &AttemptEnd { outcome: "refused", http_status: None, error: Some(why) },
-            )?];
-            st.push(store.dead_letter(
+            let dead = store.dead_letter(
                 Some(&row.shop),
                 Some(&row.order_id),
                 Some(row.submission),
@@ -336,20 +358,19 @@ async fn record(
                 None,
                 None,
                 now,
-            )?);
+            )?;
             let detail = serde_json::json!({ "cause": "unbuildable", "error": why });
-            st.extend(store.leased_transition(
-                row,
-                lease,
-                "hold",
-                Some("fulfilment"),
-                &["held_ms", "failed_ms"],
-                "dead_lettered",
-                ACTOR,
-                &detail,
-                now,
-            )?);
-            return store.batch(st).await;
+            let end = Ending {
+                outcome: "refused",
+                http_status: None,
+                error: Some(why),
+                to: "hold",
+                reason: Some("fulfilment"),
+                stamps: &["held_ms", "failed_ms"],
+                event: "dead_lettered",
+                detail: &detail,
+            };
+            return store.batch(ending(store, row, lease, attempt_no, now, &end, vec![dead])?).await;
         }
     };
     let class = retry::classify(outcome, now);
@@ -365,64 +386,35 @@ async fn record(
     });
     match step {
         Step::Done => {
-            let mut st = vec![store.finish_attempt(
-                &row.shop,
-                &row.order_id,
-                row.submission,
-                attempt_no,
-                now,
-                &AttemptEnd { outcome: "accepted", http_status, error: None },
-            )?];
-            st.extend(store.leased_transition(
-                row,
-                lease,
-                "submitted",
-                None,
-                &["submitted_ms"],
-                "submitted",
-                ACTOR,
-                &base,
-                now,
-            )?);
-            store.batch(st).await
+            let end = Ending {
+                outcome: "accepted",
+                http_status,
+                error: None,
+                to: "submitted",
+                reason: None,
+                stamps: &["submitted_ms"],
+                event: "submitted",
+                detail: &base,
+            };
+            store.batch(ending(store, row, lease, attempt_no, now, &end, Vec::new())?).await
         }
         Step::HoldInventory => {
-            let mut st = vec![store.finish_attempt(
-                &row.shop,
-                &row.order_id,
-                row.submission,
-                attempt_no,
-                now,
-                &AttemptEnd { outcome: "out_of_stock", http_status, error: response },
-            )?];
-            st.push(store.drop_reservations(&row.shop, &row.order_id)?);
-            st.extend(store.leased_transition(
-                row,
-                lease,
-                "hold",
-                Some("inventory"),
-                &["held_ms"],
-                "downstream_out_of_stock",
-                ACTOR,
-                &base,
-                now,
-            )?);
-            store.batch(st).await
+            // The warehouse says the units are not there: the claim is dropped, not returned.
+            let drop = store.drop_reservations(&row.shop, &row.order_id)?;
+            let end = Ending {
+                outcome: "out_of_stock",
+                http_status,
+                error: response,
+                to: "hold",
+                reason: Some("inventory"),
+                stamps: &["held_ms"],
+                event: "downstream_out_of_stock",
+                detail: &base,
+            };
+            store.batch(ending(store, row, lease, attempt_no, now, &end, vec![drop])?).await
         }
         Step::DeadLetter { cause } => {
-            let mut st = vec![store.finish_attempt(
-                &row.shop,
-                &row.order_id,
-                row.submission,
-                attempt_no,
-                now,
-                &AttemptEnd {
-                    outcome: if class == Class::Permanent { "refused" } else { "transient" },
-                    http_status,
-                    error: Some(&described),
-                },
-            )?];
-            st.push(store.dead_letter(
+            let dead = store.dead_letter(
                 Some(&row.shop),
                 Some(&row.order_id),
                 Some(row.submission),
@@ -433,21 +425,21 @@ async fn record(
                 response,
                 None,
                 now,
-            )?);
+            )?;
             let mut detail = base.clone();
             detail["cause"] = cause.as_str().into();
-            st.extend(store.leased_transition(
-                row,
-                lease,
-                "hold",
-                Some("fulfilment"),
-                &["held_ms", "failed_ms"],
-                "dead_lettered",
-                ACTOR,
-                &detail,
-                now,
-            )?);
-            store.batch(st).await
+            let outcome = if class == Class::Permanent { "refused" } else { "transient" };
+            let end = Ending {
+                outcome,
+                http_status,
+                error: Some(&described),
+                to: "hold",
+                reason: Some("fulfilment"),
+                stamps: &["held_ms", "failed_ms"],
+                event: "dead_lettered",
+                detail: &detail,
+            };
+            store.batch(ending(store, row, lease, attempt_no, now, &end, vec![dead])?).await
         }
         Step::RetryAfter { delay_secs, next_attempt } => {
             // The schedule is scaled (local stacks shrink it); what the warehouse asked for is not.
