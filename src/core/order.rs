@@ -142,8 +142,127 @@ impl Order {
 /// Required: `id`, `created_at` (RFC 3339), `total_price` (decimal string or integer).
 /// Everything else may be absent or null.
 pub fn parse_order(body: &[u8]) -> Result<Order, PayloadError> {
-    let v: Value = serde_json::from_slice(body).map_err(|_| PayloadError::InvalidJson)?;
+    // Only the keys routing reads are built into JSON values; the rest of the body (price
+    // sets, tax lines, discounts: most of its bytes) is checked as JSON and skipped.
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = serde::de::DeserializeSeed::deserialize(Keep::Order, &mut de)
+        .map_err(|_| PayloadError::InvalidJson)?;
+    de.end().map_err(|_| PayloadError::InvalidJson)?;
     order_from_value(&v)
+}
+
+/// The order keys [`order_from_value`] reads, and those of each line item.
+const ORDER_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "email",
+    "contact_email",
+    "customer",
+    "financial_status",
+    "fulfillment_status",
+    "source_name",
+    "currency",
+    "total_price",
+    "tags",
+    "shipping_address",
+    "billing_address",
+    "line_items",
+    "shipping_lines",
+    "created_at",
+    "updated_at",
+    "cancelled_at",
+];
+const LINE_KEYS: &[&str] = &["id", "sku", "quantity", "fulfillable_quantity", "requires_shipping", "title"];
+
+/// A projection of a JSON value: an object keeps only the keys of its level (`line_items`
+/// projected in turn); any other value is kept as one of the same kind, so the reader's
+/// "is it an object / an array / null" checks and their errors stay the same.
+#[derive(Clone, Copy)]
+enum Keep {
+    Order,
+    Lines,
+    Line,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Keep {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Keep {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let keys = match self {
+            Keep::Order => ORDER_KEYS,
+            Keep::Line => LINE_KEYS,
+            Keep::Lines => {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                return Ok(Value::Object(Map::new())); // an object where an array belongs
+            }
+        };
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match keys.iter().find(|w| **w == k) {
+                Some(&"line_items") if matches!(self, Keep::Order) => {
+                    out.insert("line_items".into(), map.next_value_seed(Keep::Lines)?);
+                }
+                Some(w) => {
+                    out.insert((*w).to_string(), map.next_value::<Value>()?);
+                }
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        if let Keep::Lines = self {
+            while let Some(v) = seq.next_element_seed(Keep::Line)? {
+                out.push(v);
+            }
+        } else {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
 }
 
 /// [`parse_order`] for an already-parsed JSON value.
@@ -385,6 +504,32 @@ fn line_item(v: &Value) -> Result<LineItem, PayloadError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn the_projection_reads_what_the_full_value_reads() {
+        let cases: Vec<Vec<u8>> = vec![
+            FIXTURE.to_vec(),
+            br#"{"id": 1, "created_at": "2026-01-01T00:00:00Z", "total_price": "1.00", "line_items": {"a": 1}}"#.to_vec(),
+            br#"{"id": 1, "created_at": "2026-01-01T00:00:00Z", "total_price": "1.00", "line_items": [1, {"sku": 5}]}"#.to_vec(),
+            br#"{"id": 1, "created_at": "2026-01-01T00:00:00Z", "total_price": "1.00", "line_items": null, "x": [{"y": 1}]}"#.to_vec(),
+            br#"{"id": 1, "created_at": "2026-01-01T00:00:00Z", "total_price": 3, "customer": [], "tags": ["a,b", "c"]}"#.to_vec(),
+            br#"[1, 2]"#.to_vec(),
+            br#""order""#.to_vec(),
+            br#"{"id": 1} trailing"#.to_vec(),
+            br#"{"id": 1, "id": 2, "created_at": "2026-01-01T00:00:00Z", "total_price": "1"}"#.to_vec(),
+        ];
+        for body in cases {
+            let full = serde_json::from_slice::<Value>(&body)
+                .map_err(|_| PayloadError::InvalidJson)
+                .and_then(|v| order_from_value(&v));
+            assert_eq!(parse_order(&body), full, "{}", String::from_utf8_lossy(&body));
+        }
+        // One difference, on purpose: a number too large for f64 in a field routing never
+        // reads no longer makes the whole order unreadable.
+        let odd = br#"{"id": 1, "created_at": "2026-01-01T00:00:00Z", "total_price": "1.00", "x": 1e400}"#;
+        assert!(parse_order(odd).is_ok());
+        assert_eq!(parse_order(br#"{"id": 1e400}"#), Err(PayloadError::InvalidJson));
+    }
 
     pub(crate) const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/orders-create.json");
 
