@@ -90,11 +90,13 @@ fn run() -> Result<(), String> {
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
          X-Shopify-Hmac-Sha256: {}\r\nX-Shopify-Topic: {}\r\nX-Shopify-Shop-Domain: {}\r\n\
-         X-Shopify-Webhook-Id: {webhook_id}\r\nX-Shopify-Api-Version: 2026-04\r\nConnection: close\r\n\r\n",
+         X-Shopify-Webhook-Id: {webhook_id}\r\nX-Shopify-Api-Version: 2026-04\r\n\
+         X-Shopify-Triggered-At: {}\r\nConnection: close\r\n\r\n",
         body.len(),
         sign(secret.as_bytes(), &body),
         a.topic,
         a.shop,
+        orderlane::core::time::format_rfc3339_ms(now.as_millis() as i64),
     );
     let mut conn =
         TcpStream::connect(&authority).map_err(|e| format!("cannot connect to {authority}: {e}"))?;
