@@ -4,9 +4,7 @@ use crate::core::webhook::WebhookConfig;
 use worker::Env;
 
 pub const DB: &str = "DB";
-#[allow(dead_code)]
 pub const FLAGS: &str = "FLAGS";
-#[allow(dead_code)]
 pub const FULFILMENT_QUEUE: &str = "FULFILMENT_QUEUE";
 
 /// A secret or var as text; absent and empty read the same.
