@@ -57,10 +57,21 @@ pub struct OrderRecord {
     pub risk: Option<RiskLevel>,
     /// `created_at` of the risk assessment stored in `risk`.
     pub risk_at_ms: Option<i64>,
-    /// True once downstream accepted the order.
+    /// True once downstream accepted the order: it is never sent again.
     pub submitted: bool,
-    /// Stock claimed while `ready-for-fulfilment`, `(sku, quantity)` sorted by SKU.
+    /// Open stock claims, `(sku, quantity)` sorted by SKU: held while `ready-for-fulfilment`,
+    /// and while an attempt that started when it was ready is still in flight.
     pub reservations: Vec<(String, i64)>,
+    /// Units handed to the warehouse with an accepted submission, until it ships them
+    /// (`orders/fulfilled`) or confirms a cancellation (they come back).
+    #[serde(default)]
+    pub consigned: Vec<(String, i64)>,
+    /// A submission attempt holds the order (a POST may be in flight).
+    #[serde(default)]
+    pub in_flight: bool,
+    /// The warehouse has been asked to cancel (once per order).
+    #[serde(default)]
+    pub cancel_requested: bool,
     pub rules_version: String,
 }
 
@@ -104,11 +115,50 @@ pub enum Action {
     OperatorForceReady,
     OperatorHold,
     OperatorStop,
+    /// The lane is not `auto` when the order is about to be sent.
     ModeManual,
+    /// A consumer takes the order for one attempt (the lease starts).
     SubmissionClaimed,
+    /// The attempt's answers (each ends the attempt and its lease).
     Submitted,
     DownstreamOutOfStock,
     DeadLettered,
+    AttemptFailed,
+    /// The cancel request's answers.
+    CancelConfirmed,
+    CancelShipped,
+    CancelFailed,
+    CancelAttemptFailed,
+}
+
+impl Action {
+    /// True for the answers that end a submission attempt (the lease is given up).
+    pub fn ends_attempt(self) -> bool {
+        matches!(
+            self,
+            Action::Submitted | Action::DownstreamOutOfStock | Action::DeadLettered | Action::AttemptFailed
+        )
+    }
+
+    fn event(self) -> Event {
+        match self {
+            Action::OperatorHold => Event::OperatorHold,
+            Action::OperatorStop => Event::OperatorStop,
+            Action::ModeManual => Event::ModeManual,
+            Action::SubmissionClaimed => Event::SubmissionClaimed,
+            Action::Submitted => Event::Submitted,
+            Action::DownstreamOutOfStock => Event::DownstreamOutOfStock,
+            Action::DeadLettered => Event::DeadLettered,
+            Action::AttemptFailed => Event::AttemptFailed,
+            Action::CancelConfirmed => Event::CancelConfirmed,
+            Action::CancelShipped => Event::CancelShipped,
+            Action::CancelFailed => Event::CancelFailed,
+            Action::CancelAttemptFailed => Event::CancelAttemptFailed,
+            Action::OperatorForceReady => Event::OperatorForceReady,
+            // Carries the rules' target; built by `apply_action`.
+            Action::OperatorRelease => Event::OperatorRelease(Target::new(State::New, None)),
+        }
+    }
 }
 
 /// One row for `audit_log` (the edge adds time, shop, order id, actor, rules version).
@@ -141,8 +191,18 @@ pub struct Applied {
     pub reserve: Vec<(String, i64)>,
     /// Stock to give back (the order left `ready` other than by submission).
     pub release: Vec<(String, i64)>,
+    /// Open claims the warehouse took with an accepted submission (rows kept, marked).
+    pub consign: Vec<(String, i64)>,
+    /// Open claims dropped without giving units back: the warehouse said they are not there.
+    pub write_off: Vec<(String, i64)>,
+    /// Consigned units coming back: the warehouse confirmed a cancellation.
+    pub unconsign: Vec<(String, i64)>,
+    /// Consigned units gone for good: shipped.
+    pub ship: Vec<(String, i64)>,
     /// The order became `ready-for-fulfilment`: enqueue it for submission.
     pub submit: bool,
+    /// The warehouse has (or may have) the order and it was cancelled: send a cancel request.
+    pub cancel_downstream: bool,
 }
 
 impl Applied {
@@ -187,7 +247,7 @@ fn apply_order(
 ) -> Applied {
     let key = OrderingKey::of(order, triggered_at_ms);
     let risk = prior.and_then(|r| r.risk).or(env.risk);
-    let decision = route(order, risk, env, now_ms);
+    let decision = route(order, risk, env, now_ms, prior.map(|r| r.reservations.as_slice()).unwrap_or(&[]));
     let event = classify(topic, order, decision.target());
     if !topic.is_order_event() {
         let Some(rec) = prior else {
@@ -231,7 +291,7 @@ fn apply_risk(
     after.risk_at_ms = risk.created_at_ms.or(rec.risk_at_ms);
     match order {
         Some(order) => {
-            let decision = route(order, Some(risk.risk_level), env, now_ms);
+            let decision = route(order, Some(risk.risk_level), env, now_ms, &rec.reservations);
             let event = classify(Topic::OrdersRiskAssessmentChanged, order, decision.target());
             let reservations = decision.reservations.clone();
             step(rec, after, event, Some(decision), reservations, detail)
@@ -249,7 +309,8 @@ fn apply_risk(
 
 /// Applies an operator, downstream or segment action. `rerun` (the latest order body and
 /// the routing environment) is needed by `OperatorRelease`, which re-runs the rules, and
-/// lets `OperatorForceReady` compute the stock to claim.
+/// lets `OperatorForceReady` compute the stock to claim. The answers to an attempt
+/// ([`Action::ends_attempt`]) end it: claims it kept while the order moved are settled.
 pub fn apply_action(
     rec: &OrderRecord,
     action: Action,
@@ -257,18 +318,24 @@ pub fn apply_action(
     now_ms: i64,
 ) -> Applied {
     let detail = Map::new();
-    let simple = |event: Event| step(rec, rec.clone(), event, None, Vec::new(), Map::new());
+    let mut after = rec.clone();
+    if action.ends_attempt() {
+        after.in_flight = false;
+    }
+    if action == Action::SubmissionClaimed {
+        after.in_flight = true;
+    }
     match action {
         Action::OperatorRelease => match rerun {
             Some((order, env)) => {
-                let decision = route(order, rec.risk.or(env.risk), env, now_ms);
+                let decision = route(order, rec.risk.or(env.risk), env, now_ms, &rec.reservations);
                 let event = if order.is_cancelled() {
                     Event::Cancelled
                 } else {
                     Event::OperatorRelease(decision.target())
                 };
                 let reservations = decision.reservations.clone();
-                step(rec, rec.clone(), event, Some(decision), reservations, detail)
+                step(rec, after, event, Some(decision), reservations, detail)
             }
             None => {
                 let mut detail = detail;
@@ -277,17 +344,12 @@ pub fn apply_action(
             }
         },
         Action::OperatorForceReady => {
-            let reservations =
-                rerun.map(|(o, env)| inventory::reservations(o, env.stock)).unwrap_or_default();
-            step(rec, rec.clone(), Event::OperatorForceReady, None, reservations, detail)
+            let reservations = rerun
+                .map(|(o, env)| inventory::reservations(o, &own_stock(env.stock, &rec.reservations)))
+                .unwrap_or_default();
+            step(rec, after, Event::OperatorForceReady, None, reservations, detail)
         }
-        Action::OperatorHold => simple(Event::OperatorHold),
-        Action::OperatorStop => simple(Event::OperatorStop),
-        Action::ModeManual => simple(Event::ModeManual),
-        Action::SubmissionClaimed => simple(Event::SubmissionClaimed),
-        Action::Submitted => simple(Event::Submitted),
-        Action::DownstreamOutOfStock => simple(Event::DownstreamOutOfStock),
-        Action::DeadLettered => simple(Event::DeadLettered),
+        other => step(rec, after, other.event(), None, Vec::new(), detail),
     }
 }
 
@@ -309,12 +371,31 @@ pub fn sweep(rec: &OrderRecord, lane: &Lane, now_ms: i64) -> Option<Applied> {
     Some(step(rec, rec.clone(), event, None, Vec::new(), detail))
 }
 
-fn route(order: &Order, risk: Option<RiskLevel>, env: &RouteEnv<'_>, now_ms: i64) -> Decision {
+/// Stock as the rules must see it for an order that already holds `own`: its own claim is
+/// still available to it (the stored `available` has it taken out).
+fn own_stock(stock: &BTreeMap<String, i64>, own: &[(String, i64)]) -> BTreeMap<String, i64> {
+    let mut s = stock.clone();
+    for (sku, q) in own {
+        if let Some(a) = s.get_mut(sku) {
+            *a = a.saturating_add(*q);
+        }
+    }
+    s
+}
+
+fn route(
+    order: &Order,
+    risk: Option<RiskLevel>,
+    env: &RouteEnv<'_>,
+    now_ms: i64,
+    own: &[(String, i64)],
+) -> Decision {
+    let stock = own_stock(env.stock, own);
     let input = RouteInput {
         shop: env.shop,
         order,
         risk,
-        stock: env.stock,
+        stock: &stock,
         email_orders_in_window: env.email_orders_in_window,
         mode: env.mode,
     };
@@ -367,6 +448,9 @@ fn first_sight(
         risk_at_ms: None,
         submitted: false,
         reservations: reservations.clone(),
+        consigned: Vec::new(),
+        in_flight: false,
+        cancel_requested: false,
         rules_version: decision.rules_version.clone(),
     };
     let mut detail = detail;
@@ -385,13 +469,15 @@ fn first_sight(
         audit: vec![audit],
         decision: Some(decision),
         reserve: reservations,
-        release: Vec::new(),
         submit: ready,
+        ..Applied::default()
     }
 }
 
 /// Runs `event` through the transition table from `before`, applying it to `after` (which
-/// already carries the event's non-state updates: ordering key, risk).
+/// already carries the event's non-state updates: ordering key, risk, whether an attempt is
+/// in flight), then settles stock: open claims exist only while the order is ready or an
+/// attempt is in flight; consigned units only until the warehouse ships or gives them back.
 fn step(
     before: &OrderRecord,
     mut after: OrderRecord,
@@ -400,7 +486,11 @@ fn step(
     reservations: Vec<(String, i64)>,
     mut detail: Map<String, Value>,
 ) -> Applied {
-    let outcome = transition(before.state, before.reason, &event);
+    let mut outcome = transition(before.state, before.reason, &event);
+    // An order the warehouse accepted once is never sent again.
+    if before.submitted && matches!(outcome, Outcome::Move(t) if t.state == State::ReadyForFulfilment) {
+        outcome = Outcome::Ignored(Ignore::AlreadySubmitted);
+    }
     if let Some(d) = &decision {
         detail.insert("decision".into(), decision_detail(d));
     }
@@ -410,61 +500,87 @@ fn step(
         Outcome::Move(t) => {
             after.state = t.state;
             after.reason = t.reason;
-            after.submitted |= t.state == State::Submitted;
         }
         Outcome::Unchanged { note } => {
             label = "unchanged";
             detail.insert("note".into(), note.into());
         }
         Outcome::Ignored(why) => {
+            label = "ignored";
             detail.insert("ignored".into(), why.as_str().into());
-            // An ignored event still keeps what it taught (ordering key, stored verdict).
-            return Applied {
-                audit: vec![entry(event.kind(), "ignored", before, &after, None, detail)],
-                record: Some(after),
-                decision,
-                ..Applied::default()
-            };
         }
     }
-    if let Some(d) = &decision {
-        after.lane = d.lane.clone();
-        after.rules_version = d.rules_version.clone();
+    let applies = label != "ignored";
+    if applies && event == Event::Submitted {
+        after.submitted = true;
+    }
+    if applies {
+        if let Some(d) = &decision {
+            after.lane = d.lane.clone();
+            after.rules_version = d.rules_version.clone();
+        }
     }
     let was_ready = before.state == State::ReadyForFulfilment;
     let is_ready = after.state == State::ReadyForFulfilment;
-    match (was_ready, is_ready) {
-        (false, true) => {
-            after.reservations = reservations.clone();
-            applied.reserve = reservations;
-            applied.submit = true;
+    if applies && is_ready && !was_ready {
+        // Claims are net of what the order still holds (an attempt in flight kept them).
+        after.reservations = reservations.clone();
+        applied.reserve = reservations;
+        applied.release = before.reservations.clone();
+        applied.submit = true;
+    } else if applies && is_ready && decision.is_some() && reservations != before.reservations {
+        // Still ready, but the order's needs changed (an edit): swap the claim.
+        detail.insert("note".into(), "reservations changed".into());
+        applied.release = before.reservations.clone();
+        applied.reserve = reservations.clone();
+        after.reservations = reservations;
+    } else if !is_ready && !after.reservations.is_empty() {
+        let held = std::mem::take(&mut after.reservations);
+        if applies && event == Event::Submitted {
+            after.consigned.extend(held.iter().cloned());
+            applied.consign = held;
+        } else if after.in_flight {
+            // The attempt in flight settles them when it ends.
+            after.reservations = held;
+        } else if event == Event::DownstreamOutOfStock {
+            detail.insert("written_off".into(), units(&held));
+            applied.write_off = held;
+        } else {
+            applied.release = held;
         }
-        (true, true) if decision.is_some() && reservations != before.reservations => {
-            // Still ready, but the order's needs changed (an edit): swap the claim.
-            detail.insert("note".into(), "reservations changed".into());
-            applied.release = before.reservations.clone();
-            applied.reserve = reservations.clone();
-            after.reservations = reservations;
-        }
-        (true, false) => {
-            if after.state != State::Submitted {
-                applied.release = before.reservations.clone();
+    }
+    if applies && !after.consigned.is_empty() {
+        match event {
+            Event::CancelConfirmed => applied.unconsign = std::mem::take(&mut after.consigned),
+            Event::CancelShipped | Event::CancelFailed | Event::Fulfilled => {
+                detail.insert("shipped".into(), units(&after.consigned));
+                applied.ship = std::mem::take(&mut after.consigned);
             }
-            after.reservations = Vec::new();
+            _ => {}
         }
-        _ => {}
+    }
+    if applies && after.state == State::Cancelled && after.submitted && !after.cancel_requested {
+        after.cancel_requested = true;
+        applied.cancel_downstream = true;
+        detail.insert("cancel_request".into(), "the warehouse is asked to cancel".into());
     }
     applied.audit.push(entry(
         event.kind(),
         label,
         before,
         &after,
-        rule_for(&event, decision.as_ref()),
+        if applies { rule_for(&event, decision.as_ref()) } else { None },
         detail,
     ));
     applied.record = Some(after);
     applied.decision = decision;
     applied
+}
+
+fn units(lines: &[(String, i64)]) -> Value {
+    Value::Array(
+        lines.iter().map(|(sku, q)| serde_json::json!({ "sku": sku, "quantity": q })).collect(),
+    )
 }
 
 fn rule_for(event: &Event, decision: Option<&Decision>) -> Option<&'static str> {
@@ -673,9 +789,10 @@ mod tests {
         assert_eq!(claimed.audit[0].outcome, "unchanged");
         let sent = apply_action(&rec, Action::Submitted, None, CREATED);
         assert_eq!(at(&sent), (State::Submitted, None));
-        assert!(sent.release.is_empty(), "submitted stock is consumed, not returned");
+        assert!(sent.release.is_empty(), "submitted stock is handed over, not returned");
+        assert_eq!(sent.consign, rec.reservations);
         let rec = sent.record.unwrap();
-        assert!(rec.submitted);
+        assert!(rec.submitted && rec.reservations.is_empty());
         // A later edit, a claim or a mode switch do nothing.
         let upd = w.deliver(
             Some(&rec),
@@ -686,11 +803,24 @@ mod tests {
         assert_eq!(upd.audit[0].detail["ignored"], "already-submitted");
         assert_eq!(apply_action(&rec, Action::ModeManual, None, CREATED).audit[0].outcome, "ignored");
         assert_eq!(apply_action(&rec, Action::SubmissionClaimed, None, CREATED).audit[0].outcome, "ignored");
-        // Cancellation after submission is noted for people, not applied.
+        // Cancellation after submission cancels and asks the warehouse to cancel, once; the
+        // consigned units wait for its answer.
         let cancel = version(4, |o| drop(o.insert("cancelled_at".into(), format_rfc3339_ms(CREATED).into())));
         let c = w.deliver(Some(&rec), Topic::OrdersCancelled, &cancel, 4);
-        assert_eq!((at(&c), c.audit[0].outcome), ((State::Submitted, None), "unchanged"));
-        assert!(c.release.is_empty());
+        assert_eq!((at(&c), c.audit[0].outcome), ((State::Cancelled, None), "moved"));
+        assert!(c.cancel_downstream && c.release.is_empty() && c.unconsign.is_empty());
+        let cancelled = c.record.clone().unwrap();
+        assert!(cancelled.cancel_requested && cancelled.consigned == rec.consigned);
+        let again = w.deliver(Some(&cancelled), Topic::OrdersCancelled, &version(5, |_| {}), 5);
+        assert!(!again.cancel_downstream);
+        let confirmed = apply_action(&cancelled, Action::CancelConfirmed, None, CREATED);
+        assert_eq!((at(&confirmed), confirmed.unconsign.clone()), ((State::Cancelled, None), rec.consigned.clone()));
+        let shipped = apply_action(&cancelled, Action::CancelShipped, None, CREATED);
+        assert_eq!(at(&shipped), (State::Hold, Some(Reason::Fulfilment)));
+        assert_eq!(shipped.ship, rec.consigned);
+        // A person cannot send it again.
+        let forced = apply_action(shipped.record.as_ref().unwrap(), Action::OperatorForceReady, None, CREATED);
+        assert_eq!(forced.audit[0].detail["ignored"], "already-submitted");
         let f = w.deliver(
             Some(&rec),
             Topic::OrdersFulfilled,
@@ -834,7 +964,9 @@ mod tests {
         let ready = w.deliver(None, Topic::OrdersCreate, &version(0, |_| {}), 1).record.unwrap();
         let oos = apply_action(&ready, Action::DownstreamOutOfStock, None, CREATED);
         assert_eq!(at(&oos), (State::Hold, Some(Reason::Inventory)));
-        assert_eq!(oos.release, ready.reservations);
+        assert!(oos.release.is_empty(), "the warehouse says the units are not there");
+        assert_eq!(oos.write_off, ready.reservations);
+        assert!(oos.audit[0].detail["written_off"].is_array());
         let dead = apply_action(&ready, Action::DeadLettered, None, CREATED);
         assert_eq!(at(&dead), (State::Hold, Some(Reason::Fulfilment)));
         let manual = apply_action(&ready, Action::ModeManual, None, CREATED);

@@ -9,6 +9,7 @@
 //!
 //! ```json
 //! {
+//!   "kind": "submit",
 //!   "order_id": "820982911946154508",
 //!   "order_name": "#1001",
 //!   "shop": "demo.myshopify.com",
@@ -29,7 +30,10 @@
 //! ```
 //!
 //! - `submission` counts submissions of this order, from 1; it grows only when an operator
-//!   sends a dead-lettered order again. Retries of one submission repeat the same body.
+//!   sends again an order the warehouse refused (or answered out of stock). Retries of one
+//!   submission, and a re-drive after transient failures, repeat the same bytes under the same
+//!   key: the document is built from the order body stored when the submission was first
+//!   claimed, so an edit in Shopify between two attempts does not change them.
 //! - `sku`, `code` and every address field may be `null`; `shipping_address` is `null` for
 //!   orders that need no shipping. Every key is always present. Receivers should ignore
 //!   keys they do not know, so fields can be added.
@@ -47,6 +51,25 @@
 //! The warehouse answers 2xx when it has accepted the order, `409` with a body containing
 //! `out_of_stock` when stock cannot cover it, other 4xx when it refuses it for good, and
 //! 5xx/429 (optionally with `Retry-After`) when orderlane should try again (see `retry`).
+//!
+//! # The cancel request
+//!
+//! When an order the warehouse accepted is cancelled in Shopify (or the warehouse accepts an
+//! attempt that was in flight when the order was cancelled), orderlane POSTs the same
+//! `FULFILMENT_URL`, signed the same way, with [`CancelRequest`]:
+//!
+//! ```json
+//! { "kind": "cancel", "order_id": "820982911946154508", "order_name": "#1001",
+//!   "shop": "demo.myshopify.com", "lane": "eu-retail", "submission": 1,
+//!   "reason": "cancelled in Shopify" }
+//! ```
+//!
+//! Its `Idempotency-Key` is `orderlane:<shop>:<order_id>:<submission>:cancel`
+//! ([`cancel_idempotency_key`]). The warehouse answers 2xx when it has cancelled (the units
+//! come back to orderlane's stock), `409` with a body containing `already_shipped` when it is
+//! too late (the order goes to `hold/fulfilment` for a person), other 4xx when it refuses
+//! (dead letter `cancel_refused`, `hold/fulfilment`); transient answers are retried on the
+//! submission schedule.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -59,6 +82,8 @@ pub const SIGNATURE_PREFIX: &str = "sha256=";
 /// The order as the warehouse receives it. See the module documentation for the JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FulfilmentRequest {
+    /// Always `submit`; tells it apart from a [`CancelRequest`] on the same URL.
+    pub kind: RequestKind,
     /// Shopify order id, exact decimal text.
     pub order_id: String,
     /// Shopify order name, e.g. `#1001`.
@@ -104,7 +129,75 @@ pub struct ShippingLine {
     pub code: Option<String>,
 }
 
+/// Which request a warehouse call is, and which queue message carries it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    #[default]
+    Submit,
+    Cancel,
+}
+
+/// What the document is built from besides the order body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentMeta<'a> {
+    pub shop: &'a str,
+    pub order_id: &'a str,
+    /// The stored order name, preferred over the body's.
+    pub order_name: Option<&'a str>,
+    pub lane: &'a str,
+    pub rules_version: &'a str,
+    pub submission: u32,
+}
+
 impl FulfilmentRequest {
+    /// The warehouse document for an order: the lines still to ship and where to.
+    pub fn from_order(order: &super::order::Order, meta: &DocumentMeta<'_>) -> FulfilmentRequest {
+        let lines = order
+            .lines_to_ship()
+            .map(|l| FulfilmentLine {
+                sku: l.sku.clone(),
+                quantity: l.open_quantity(),
+                title: l.title.clone(),
+                line_item_id: l.id.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
+            })
+            .collect();
+        let shipping_address = order.shipping_address.as_ref().map(|a| ShippingAddress {
+            name: a.name.clone().or_else(|| {
+                let full = [a.first_name.as_deref(), a.last_name.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (!full.is_empty()).then_some(full)
+            }),
+            address1: a.address1.clone(),
+            address2: a.address2.clone(),
+            city: a.city.clone(),
+            province_code: a.province_code.clone(),
+            zip: a.zip.clone(),
+            country_code: a.country_code.clone(),
+            phone: None,
+        });
+        let shipping_lines = order
+            .shipping_lines
+            .iter()
+            .map(|s| ShippingLine { title: s.title.clone().unwrap_or_default(), code: s.code.clone() })
+            .collect();
+        FulfilmentRequest {
+            kind: RequestKind::Submit,
+            order_id: meta.order_id.to_string(),
+            order_name: meta.order_name.map(str::to_string).unwrap_or_else(|| order.name.clone()),
+            shop: meta.shop.to_string(),
+            lane: meta.lane.to_string(),
+            rules_version: meta.rules_version.to_string(),
+            submission: meta.submission,
+            lines,
+            shipping_address,
+            shipping_lines,
+        }
+    }
+
     /// The exact bytes to POST and to sign. Encoding these plain structs cannot fail in
     /// practice; an error is still returned rather than hidden.
     pub fn to_body(&self) -> Result<Vec<u8>, FulfilmentError> {
@@ -148,6 +241,50 @@ impl SignedRequest {
 /// different for each new submission of the same order.
 pub fn idempotency_key(shop: &str, order_id: &str, submission: u32) -> String {
     format!("orderlane:{shop}:{order_id}:{submission}")
+}
+
+/// `orderlane:{shop}:{order_id}:{submission}:cancel` — the cancel request's own key.
+pub fn cancel_idempotency_key(shop: &str, order_id: &str, submission: u32) -> String {
+    format!("orderlane:{shop}:{order_id}:{submission}:cancel")
+}
+
+/// Asks the warehouse to cancel an order it accepted. See the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    /// Always `cancel`.
+    pub kind: RequestKind,
+    pub order_id: String,
+    pub order_name: String,
+    pub shop: String,
+    pub lane: String,
+    /// The accepted submission to cancel.
+    pub submission: u32,
+    pub reason: String,
+}
+
+impl CancelRequest {
+    pub fn new(meta: &DocumentMeta<'_>) -> CancelRequest {
+        CancelRequest {
+            kind: RequestKind::Cancel,
+            order_id: meta.order_id.to_string(),
+            order_name: meta.order_name.unwrap_or_default().to_string(),
+            shop: meta.shop.to_string(),
+            lane: meta.lane.to_string(),
+            submission: meta.submission,
+            reason: "cancelled in Shopify".to_string(),
+        }
+    }
+
+    /// Body and headers, signed under `secret` like a submission.
+    pub fn signed(&self, secret: &[u8]) -> Result<SignedRequest, FulfilmentError> {
+        let body = serde_json::to_vec(self).map_err(|e| FulfilmentError::Encode(e.to_string()))?;
+        let signature = signature(secret, &body);
+        Ok(SignedRequest {
+            idempotency_key: cancel_idempotency_key(&self.shop, &self.order_id, self.submission),
+            signature,
+            body,
+        })
+    }
 }
 
 fn new_mac(secret: &[u8]) -> Hmac<sha2::Sha256> {
@@ -196,12 +333,31 @@ pub struct QueueMessage {
     pub attempt: u32,
     /// Which submission of the order, from 1 (part of the idempotency key).
     pub submission: u32,
+    /// What to send: the order (absent in the JSON) or a cancel request.
+    #[serde(default)]
+    pub kind: RequestKind,
 }
 
 impl QueueMessage {
+    /// Attempt `attempt` (counted across the whole submission) of a submission.
+    pub fn submit(shop: &str, order_id: &str, submission: u32, attempt: u32) -> Self {
+        QueueMessage {
+            shop: shop.to_string(),
+            order_id: order_id.to_string(),
+            attempt: attempt.max(1),
+            submission,
+            kind: RequestKind::Submit,
+        }
+    }
+
     /// The first attempt of a submission.
     pub fn first(shop: &str, order_id: &str, submission: u32) -> Self {
-        QueueMessage { shop: shop.to_string(), order_id: order_id.to_string(), attempt: 1, submission }
+        QueueMessage::submit(shop, order_id, submission, 1)
+    }
+
+    /// Attempt `attempt` of the cancel request for `submission`.
+    pub fn cancel(shop: &str, order_id: &str, submission: u32, attempt: u32) -> Self {
+        QueueMessage { kind: RequestKind::Cancel, ..QueueMessage::submit(shop, order_id, submission, attempt) }
     }
 
     /// The same submission, at attempt `next_attempt` (from `retry::Step::RetryAfter`).
@@ -218,8 +374,12 @@ impl QueueMessage {
         // Strings are escaped through `Value`, whose `Display` cannot fail; the key order is
         // fixed here rather than left to serde_json's map features.
         let text = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+        let kind = match self.kind {
+            RequestKind::Submit => "",
+            RequestKind::Cancel => r#","kind":"cancel""#,
+        };
         format!(
-            r#"{{"shop":{},"order_id":{},"attempt":{},"submission":{}}}"#,
+            r#"{{"shop":{},"order_id":{},"attempt":{},"submission":{}{kind}}}"#,
             text(&self.shop),
             text(&self.order_id),
             self.attempt,
@@ -293,6 +453,7 @@ mod tests {
 
     fn sample() -> FulfilmentRequest {
         FulfilmentRequest {
+            kind: RequestKind::Submit,
             order_id: "820982911946154508".into(),
             order_name: "#1001".into(),
             shop: "demo.myshopify.com".into(),
@@ -332,6 +493,7 @@ mod tests {
         assert_eq!(
             v,
             json!({
+                "kind": "submit",
                 "order_id": "820982911946154508",
                 "order_name": "#1001",
                 "shop": "demo.myshopify.com",
@@ -371,6 +533,53 @@ mod tests {
         assert_eq!(m.retry(5).idempotency_key(), r.idempotency_key(), "retries reuse the key");
         // Same order, same submission: same bytes, same signature, retry after retry.
         assert_eq!(r.signed(b"k").unwrap(), sample().signed(b"k").unwrap());
+    }
+
+    #[test]
+    fn cancel_request_shape_key_and_queue_message() {
+        let meta = DocumentMeta {
+            shop: "demo.myshopify.com",
+            order_id: "820982911946154508",
+            order_name: Some("#1001"),
+            lane: "eu-retail",
+            rules_version: "v",
+            submission: 2,
+        };
+        let signed = CancelRequest::new(&meta).signed(b"k").unwrap();
+        let v: Value = serde_json::from_slice(&signed.body).unwrap();
+        assert_eq!(
+            v,
+            json!({ "kind": "cancel", "order_id": "820982911946154508", "order_name": "#1001",
+                    "shop": "demo.myshopify.com", "lane": "eu-retail", "submission": 2,
+                    "reason": "cancelled in Shopify" })
+        );
+        assert_eq!(signed.idempotency_key, "orderlane:demo.myshopify.com:820982911946154508:2:cancel");
+        assert!(verify_signature(b"k", &signed.body, &signed.signature));
+        let m = QueueMessage::cancel("demo.myshopify.com", "820982911946154508", 2, 1);
+        assert_eq!(QueueMessage::from_json(&m.to_json()).unwrap(), m);
+        assert!(m.to_json().ends_with(r#","kind":"cancel"}"#));
+        // Messages from before the field existed read as submissions.
+        let old = QueueMessage::from_json(r#"{"shop":"s","order_id":"1","attempt":1,"submission":1}"#).unwrap();
+        assert_eq!(old.kind, RequestKind::Submit);
+    }
+
+    #[test]
+    fn document_from_the_order_body() {
+        let order = crate::core::order::parse_order(crate::core::order::tests::FIXTURE).unwrap();
+        let meta = DocumentMeta {
+            shop: "demo.myshopify.com",
+            order_id: "820982911946154508",
+            order_name: None,
+            lane: "default",
+            rules_version: "v",
+            submission: 1,
+        };
+        let doc = FulfilmentRequest::from_order(&order, &meta);
+        assert_eq!(doc.order_name, order.name);
+        assert_eq!(doc.lines.len(), order.lines_to_ship().count());
+        assert!(doc.lines.iter().all(|l| l.quantity > 0));
+        // The same body gives the same bytes: retries repeat them.
+        assert_eq!(doc.to_body().unwrap(), FulfilmentRequest::from_order(&order, &meta).to_body().unwrap());
     }
 
     #[test]

@@ -72,6 +72,18 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// A short code with no response text in it (`http_503`, `timeout`, `network`), for the
+    /// audit log, which must hold no personal data a warehouse might echo.
+    pub fn code(&self) -> String {
+        match self {
+            Outcome::Status { code, .. } => format!("http_{code}"),
+            Outcome::Timeout => "timeout".into(),
+            Outcome::Network(_) => "network".into(),
+        }
+    }
+}
+
 /// What an outcome means for the order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -84,6 +96,8 @@ pub enum Class {
     },
     /// 409 whose body says the stock is not there: `hold/inventory`.
     OutOfStock,
+    /// To a cancel request: 409 whose body says the order already shipped.
+    AlreadyShipped,
     /// Retrying cannot help: other 4xx, 3xx, 1xx and codes outside 100..=599.
     Permanent,
 }
@@ -105,6 +119,25 @@ pub fn classify(outcome: &Outcome, now_ms: i64) -> Class {
             _ => Class::Permanent,
         },
     }
+}
+
+/// Classifies the answer to a cancel request: as [`classify`], except that a 409 saying the
+/// order already shipped is [`Class::AlreadyShipped`] (and `out_of_stock` means nothing).
+pub fn classify_cancel(outcome: &Outcome, now_ms: i64) -> Class {
+    match outcome {
+        Outcome::Status { code: 409, body_snippet, .. } if is_already_shipped(body_snippet) => {
+            Class::AlreadyShipped
+        }
+        Outcome::Status { code: 409, .. } => Class::Permanent,
+        other => classify(other, now_ms),
+    }
+}
+
+/// True when a body says the order already left the warehouse: `already_shipped`,
+/// `already shipped` or `already-shipped`, in any case.
+pub fn is_already_shipped(body: &str) -> bool {
+    let lower = body.to_ascii_lowercase();
+    ["already_shipped", "already shipped", "already-shipped"].iter().any(|p| lower.contains(p))
 }
 
 /// True when a response body says the order cannot be covered by stock: it contains
@@ -216,6 +249,8 @@ pub enum DeadLetterCause {
     Refused,
     /// Every scheduled attempt failed transiently.
     RetriesExhausted,
+    /// The warehouse refused the cancel request (other than "already shipped").
+    CancelRefused,
 }
 
 impl DeadLetterCause {
@@ -223,6 +258,7 @@ impl DeadLetterCause {
         match self {
             DeadLetterCause::Refused => "refused",
             DeadLetterCause::RetriesExhausted => "retries_exhausted",
+            DeadLetterCause::CancelRefused => "cancel_refused",
         }
     }
 }
@@ -240,13 +276,15 @@ pub enum Step {
     DeadLetter { cause: DeadLetterCause },
     /// Move the order to `hold/inventory`.
     HoldInventory,
+    /// The cancel request came too late: the order goes to `hold/fulfilment`.
+    HoldShipped,
 }
 
 impl Step {
     /// The exception reason the order enters, for the steps that put it in `hold`.
     pub fn hold_reason(self) -> Option<Reason> {
         match self {
-            Step::DeadLetter { .. } => Some(Reason::Fulfilment),
+            Step::DeadLetter { .. } | Step::HoldShipped => Some(Reason::Fulfilment),
             Step::HoldInventory => Some(Reason::Inventory),
             Step::Done | Step::RetryAfter { .. } => None,
         }
@@ -299,6 +337,7 @@ pub fn next_step(attempt: u32, class: Class, random: f64) -> Step {
     match class {
         Class::Success => Step::Done,
         Class::OutOfStock => Step::HoldInventory,
+        Class::AlreadyShipped => Step::HoldShipped,
         Class::Permanent => Step::DeadLetter { cause: DeadLetterCause::Refused },
         Class::Transient { retry_after_secs } => {
             let Some(base) = scheduled_delay(attempt).filter(|_| attempt < MAX_ATTEMPTS) else {
@@ -313,6 +352,19 @@ pub fn next_step(attempt: u32, class: Class, random: f64) -> Step {
             Step::RetryAfter { delay_secs, next_attempt: attempt + 1 }
         }
     }
+}
+
+/// The delay to re-enqueue with: the step's delay times `scale` (1 in production; local test
+/// stacks shrink the schedule), but never less than a `Retry-After` the warehouse asked for,
+/// which is not scaled. Within `[MIN_DELAY_SECS, MAX_DELAY_SECS]`.
+pub fn scaled_delay(delay_secs: u32, class: Class, scale: f64) -> u32 {
+    let scale = if scale.is_finite() && scale > 0.0 && scale <= 1.0 { scale } else { 1.0 };
+    let scaled = clamp_f64(f64::from(delay_secs) * scale);
+    let asked = match class {
+        Class::Transient { retry_after_secs: Some(ra) } => ra.min(MAX_DELAY_SECS),
+        _ => 0,
+    };
+    scaled.max(asked)
 }
 
 /// The start of a response body as text, for [`Outcome::Status::body_snippet`]: invalid
@@ -344,6 +396,24 @@ mod tests {
 
     fn with_retry_after(code: u16, ra: &str) -> Outcome {
         Outcome::Status { code, retry_after: Some(ra.into()), body_snippet: String::new() }
+    }
+
+    #[test]
+    fn cancel_answers_and_scaled_delays() {
+        let st = |code: u16, body: &str| Outcome::Status { code, retry_after: None, body_snippet: body.into() };
+        assert_eq!(classify_cancel(&st(409, r#"{"error":"already_shipped"}"#), 0), Class::AlreadyShipped);
+        assert_eq!(classify_cancel(&st(409, r#"{"error":"out_of_stock"}"#), 0), Class::Permanent);
+        assert_eq!(classify_cancel(&st(200, ""), 0), Class::Success);
+        assert_eq!(classify_cancel(&st(503, ""), 0), Class::Transient { retry_after_secs: None });
+        assert_eq!(next_step(1, Class::AlreadyShipped, 0.5), Step::HoldShipped);
+        assert_eq!(st(503, "Ada Lovelace").code(), "http_503");
+        assert_eq!(Outcome::Timeout.code(), "timeout");
+        // Scaled schedule, but a Retry-After is honoured as asked.
+        assert_eq!(scaled_delay(600, Class::Transient { retry_after_secs: None }, 0.01), 6);
+        assert_eq!(scaled_delay(600, Class::Transient { retry_after_secs: Some(30) }, 0.01), 30);
+        assert_eq!(scaled_delay(10, Class::Transient { retry_after_secs: None }, 0.0001), MIN_DELAY_SECS);
+        assert_eq!(scaled_delay(10, Class::Transient { retry_after_secs: None }, f64::NAN), 10);
+        assert_eq!(scaled_delay(10, Class::Transient { retry_after_secs: None }, 7.0), 10);
     }
 
     #[test]

@@ -4,9 +4,15 @@
 //! line; the test at the bottom walks every state (every hold reason) × every event kind.
 //!
 //! Invariants the table keeps:
-//! - `cancelled` and `fulfilled` are final: every event is `Ignored`.
-//! - `submitted` (the warehouse has it) moves only to `fulfilled`; a partial fulfilment or a
-//!   cancellation after submission is recorded (`Unchanged` with a note) but moves nothing.
+//! - `fulfilled` is final. `cancelled` is final except for the answer to the cancel request
+//!   orderlane sends the warehouse for an order it had accepted: confirmed (unchanged), or
+//!   refused because it already shipped (or the request failed), which moves the order to
+//!   `hold/fulfilment` for a person.
+//! - `submitted` (the warehouse has it) moves only to `fulfilled` or, on a cancellation in
+//!   Shopify, to `cancelled` (and the edge asks the warehouse to cancel); a partial
+//!   fulfilment is recorded (`Unchanged` with a note) but moves nothing.
+//! - The warehouse's answer to an attempt that was in flight while the order moved is still a
+//!   fact: an acceptance of a cancelled order is recorded (and a cancel request follows).
 //! - Re-running the rules (`Routed`, `Paid`, `RiskVerdict`, `PartiallyFulfilled`) never
 //!   releases a `manual` or `fulfilment` hold: those wait for a person (`OperatorRelease`,
 //!   `OperatorForceReady`). Holds for payment, address, fraud or inventory are released by
@@ -83,6 +89,16 @@ pub enum Event {
     DownstreamOutOfStock,
     /// Delivery to downstream gave up; dead-lettered.
     DeadLettered,
+    /// A submission attempt failed transiently; the next one is scheduled.
+    AttemptFailed,
+    /// The warehouse confirmed the cancel request.
+    CancelConfirmed,
+    /// The warehouse refused the cancel request: it had already shipped the order.
+    CancelShipped,
+    /// The cancel request was refused for another reason or kept failing; dead-lettered.
+    CancelFailed,
+    /// A cancel request attempt failed transiently; the next one is scheduled.
+    CancelAttemptFailed,
     /// An operator sends the order to the warehouse regardless of the rules.
     OperatorForceReady,
     /// An operator holds the order for a person.
@@ -110,6 +126,11 @@ pub enum EventKind {
     Submitted,
     DownstreamOutOfStock,
     DeadLettered,
+    AttemptFailed,
+    CancelConfirmed,
+    CancelShipped,
+    CancelFailed,
+    CancelAttemptFailed,
     OperatorForceReady,
     OperatorHold,
     OperatorStop,
@@ -131,6 +152,11 @@ impl EventKind {
         EventKind::Submitted,
         EventKind::DownstreamOutOfStock,
         EventKind::DeadLettered,
+        EventKind::AttemptFailed,
+        EventKind::CancelConfirmed,
+        EventKind::CancelShipped,
+        EventKind::CancelFailed,
+        EventKind::CancelAttemptFailed,
         EventKind::OperatorForceReady,
         EventKind::OperatorHold,
         EventKind::OperatorStop,
@@ -153,6 +179,11 @@ impl EventKind {
             EventKind::Submitted => "submitted",
             EventKind::DownstreamOutOfStock => "downstream_out_of_stock",
             EventKind::DeadLettered => "dead_lettered",
+            EventKind::AttemptFailed => "retry_scheduled",
+            EventKind::CancelConfirmed => "cancel_confirmed",
+            EventKind::CancelShipped => "cancel_refused_shipped",
+            EventKind::CancelFailed => "cancel_failed",
+            EventKind::CancelAttemptFailed => "cancel_retry_scheduled",
             EventKind::OperatorForceReady => "operator_force_ready",
             EventKind::OperatorHold => "operator_hold",
             EventKind::OperatorStop => "operator_stop",
@@ -177,6 +208,11 @@ impl Event {
             Event::Submitted => EventKind::Submitted,
             Event::DownstreamOutOfStock => EventKind::DownstreamOutOfStock,
             Event::DeadLettered => EventKind::DeadLettered,
+            Event::AttemptFailed => EventKind::AttemptFailed,
+            Event::CancelConfirmed => EventKind::CancelConfirmed,
+            Event::CancelShipped => EventKind::CancelShipped,
+            Event::CancelFailed => EventKind::CancelFailed,
+            Event::CancelAttemptFailed => EventKind::CancelAttemptFailed,
             Event::OperatorForceReady => EventKind::OperatorForceReady,
             Event::OperatorHold => EventKind::OperatorHold,
             Event::OperatorStop => EventKind::OperatorStop,
@@ -243,17 +279,30 @@ pub fn transition(from: State, reason: Option<Reason>, event: &Event) -> Outcome
     use State::*;
     let held_for_person = from == Hold && matches!(reason, Some(Reason::Manual | Reason::Fulfilment));
     match (from, event) {
+        // The answer to a cancel request: only a cancelled order waits for one.
+        (Cancelled, E::CancelConfirmed) => Unchanged { note: "the warehouse confirmed the cancellation" },
+        (Cancelled, E::CancelAttemptFailed) => {
+            Unchanged { note: "cancel request failed for now; the next attempt is scheduled" }
+        }
+        (Cancelled, E::CancelShipped | E::CancelFailed) => Move(Target::hold(Reason::Fulfilment)),
+        (_, E::CancelConfirmed | E::CancelShipped | E::CancelFailed | E::CancelAttemptFailed) => {
+            Ignored(Ignore::NotApplicable)
+        }
+
+        // The warehouse accepted an attempt that was in flight when the order was cancelled:
+        // a fact to record; the edge follows it with a cancel request.
+        (Cancelled, E::Submitted) => {
+            Unchanged { note: "the warehouse accepted the order after it was cancelled; asking it to cancel" }
+        }
         // Final states.
         (Cancelled, _) => Ignored(Ignore::OrderCancelled),
         (Fulfilled, _) => Ignored(Ignore::OrderFulfilled),
 
-        // The warehouse has it: only its fulfilment moves it on.
+        // The warehouse has it: only its fulfilment or a cancellation moves it on.
         (Submitted, E::Fulfilled) => Move(Target::new(Fulfilled, None)),
+        (Submitted, E::Cancelled) => Move(Target::new(Cancelled, None)),
         (Submitted, E::PartiallyFulfilled(_)) => {
             Unchanged { note: "partial fulfilment of a submitted order" }
-        }
-        (Submitted, E::Cancelled) => {
-            Unchanged { note: "cancelled in Shopify after submission; the warehouse must be told" }
         }
         (Submitted, _) => Ignored(Ignore::AlreadySubmitted),
 
@@ -264,9 +313,14 @@ pub fn transition(from: State, reason: Option<Reason>, event: &Event) -> Outcome
         (_, E::Submitted) => Move(Target::new(Submitted, None)),
 
         (ReadyForFulfilment, E::SubmissionClaimed) => Unchanged { note: "claimed for submission" },
+        (ReadyForFulfilment, E::AttemptFailed) => {
+            Unchanged { note: "attempt failed for now; the next attempt is scheduled" }
+        }
         (ReadyForFulfilment, E::DownstreamOutOfStock) => Move(Target::hold(Reason::Inventory)),
         (ReadyForFulfilment, E::DeadLettered) => Move(Target::hold(Reason::Fulfilment)),
-        (_, E::SubmissionClaimed | E::DownstreamOutOfStock | E::DeadLettered) => Ignored(Ignore::NotReady),
+        (_, E::SubmissionClaimed | E::AttemptFailed | E::DownstreamOutOfStock | E::DeadLettered) => {
+            Ignored(Ignore::NotReady)
+        }
 
         (New, E::PaymentWindowExpired) => Move(Target::hold(Reason::Payment)),
         (_, E::PaymentWindowExpired) => Ignored(Ignore::NotApplicable),
@@ -344,6 +398,11 @@ mod tests {
             EventKind::Submitted => vec![Event::Submitted],
             EventKind::DownstreamOutOfStock => vec![Event::DownstreamOutOfStock],
             EventKind::DeadLettered => vec![Event::DeadLettered],
+            EventKind::AttemptFailed => vec![Event::AttemptFailed],
+            EventKind::CancelConfirmed => vec![Event::CancelConfirmed],
+            EventKind::CancelShipped => vec![Event::CancelShipped],
+            EventKind::CancelFailed => vec![Event::CancelFailed],
+            EventKind::CancelAttemptFailed => vec![Event::CancelAttemptFailed],
             EventKind::OperatorForceReady => vec![Event::OperatorForceReady],
             EventKind::OperatorHold => vec![Event::OperatorHold],
             EventKind::OperatorStop => vec![Event::OperatorStop],
@@ -373,14 +432,19 @@ mod tests {
             (RiskVerdict,         ["R", "R", "R", "R", "R", "R", "R", NO, NO, "R", AS, OF, OC]),
             (PartiallyFulfilled,  ["R", "R", "R", "R", "R", "R", "R", NO, NO, "R", "U", OF, OC]),
             (OperatorRelease,     ["R", "R", "R", "R", "R", "R", "R", "R", "R", "R", AS, OF, OC]),
-            (Cancelled,           ["M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "U", OF, OC]),
+            (Cancelled,           ["M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", OF, OC]),
             (Fulfilled,           ["M:fulfilled", "M:fulfilled", "M:fulfilled", "M:fulfilled", "M:fulfilled", "M:fulfilled", "M:fulfilled", "M:fulfilled", "M:fulfilled", "M:fulfilled", "M:fulfilled", OF, OC]),
             (PaymentWindowExpired,["M:hold/payment", NA, NA, NA, NA, NA, NA, NA, NA, NA, AS, OF, OC]),
             (FraudTimeout,        [NA, NA, "M:hold/fraud", NA, NA, NA, NA, NA, NA, NA, AS, OF, OC]),
             (SubmissionClaimed,   [NR, NR, NR, NR, NR, NR, NR, NR, NR, "U", AS, OF, OC]),
-            (Submitted,           ["M:submitted", "M:submitted", "M:submitted", "M:submitted", "M:submitted", "M:submitted", "M:submitted", "M:submitted", "M:submitted", "M:submitted", AS, OF, OC]),
+            (Submitted,           ["M:submitted", "M:submitted", "M:submitted", "M:submitted", "M:submitted", "M:submitted", "M:submitted", "M:submitted", "M:submitted", "M:submitted", AS, OF, "U"]),
             (DownstreamOutOfStock,[NR, NR, NR, NR, NR, NR, NR, NR, NR, "M:hold/inventory", AS, OF, OC]),
             (DeadLettered,        [NR, NR, NR, NR, NR, NR, NR, NR, NR, "M:hold/fulfilment", AS, OF, OC]),
+            (AttemptFailed,       [NR, NR, NR, NR, NR, NR, NR, NR, NR, "U", AS, OF, OC]),
+            (CancelConfirmed,     [NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, "U"]),
+            (CancelShipped,       [NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, "M:hold/fulfilment"]),
+            (CancelFailed,        [NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, "M:hold/fulfilment"]),
+            (CancelAttemptFailed, [NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, "U"]),
             (OperatorForceReady,  ["M:ready-for-fulfilment", "M:ready-for-fulfilment", "M:ready-for-fulfilment", "M:ready-for-fulfilment", "M:ready-for-fulfilment", "M:ready-for-fulfilment", "M:ready-for-fulfilment", "M:ready-for-fulfilment", "M:ready-for-fulfilment", "U", AS, OF, OC]),
             (OperatorHold,        ["M:hold/manual", "M:hold/manual", "M:hold/manual", "M:hold/manual", "M:hold/manual", "M:hold/manual", "M:hold/manual", "U", "M:hold/manual", "M:hold/manual", AS, OF, OC]),
             (OperatorStop,        ["M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", "M:cancelled", AS, OF, OC]),
@@ -433,7 +497,7 @@ mod tests {
                 }
             }
         }
-        assert!(checked > 13 * 17, "{checked}");
+        assert!(checked > 13 * EventKind::ALL.len(), "{checked}");
     }
 
     #[test]
@@ -445,12 +509,20 @@ mod tests {
                         Outcome::Move(t) => {
                             assert_ne!(t, cur, "a move changes something: {cur} {ev:?}");
                             assert_eq!(t.state == State::Hold, t.reason.is_some(), "hold iff reason");
-                            // Never backwards out of submitted/fulfilled/cancelled.
+                            // Never backwards out of submitted/fulfilled/cancelled: a cancelled
+                            // order moves only when the warehouse says it could not cancel.
                             match cur.state {
-                                State::Cancelled | State::Fulfilled => {
-                                    panic!("final state moved: {cur} {ev:?}")
+                                State::Fulfilled => panic!("final state moved: {cur} {ev:?}"),
+                                State::Cancelled => {
+                                    assert!(
+                                        matches!(ev, Event::CancelShipped | Event::CancelFailed),
+                                        "cancelled moved: {ev:?}"
+                                    );
+                                    assert_eq!(t, Target::hold(Reason::Fulfilment));
                                 }
-                                State::Submitted => assert_eq!(t.state, State::Fulfilled),
+                                State::Submitted => {
+                                    assert!(matches!(t.state, State::Fulfilled | State::Cancelled))
+                                }
                                 _ => {}
                             }
                         }
