@@ -6,6 +6,7 @@ pub mod apply;
 pub mod fulfilment;
 pub mod gates;
 pub mod kpi;
+pub mod lifecycle;
 pub mod order;
 pub mod query;
 pub mod retry;
