@@ -10,6 +10,9 @@ ALTER TABLE orders ADD COLUMN cancel_state TEXT
   CHECK (cancel_state IS NULL OR cancel_state IN ('requested', 'confirmed', 'shipped', 'failed'));
 ALTER TABLE orders ADD COLUMN cancel_attempts INTEGER NOT NULL DEFAULT 0;
 
+-- Orders already waiting as ready are due now.
+UPDATE orders SET next_attempt_ms = COALESCE(enqueued_ms, state_since_ms) WHERE state = 'ready-for-fulfilment';
+
 CREATE INDEX orders_due ON orders (state, next_attempt_ms) WHERE state = 'ready-for-fulfilment';
 CREATE INDEX orders_cancel_due ON orders (cancel_state, next_attempt_ms) WHERE cancel_state = 'requested';
 -- The cron sweeps only due orders, per lane, oldest first.

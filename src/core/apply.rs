@@ -578,9 +578,7 @@ fn step(
 }
 
 fn units(lines: &[(String, i64)]) -> Value {
-    Value::Array(
-        lines.iter().map(|(sku, q)| serde_json::json!({ "sku": sku, "quantity": q })).collect(),
-    )
+    Value::Array(lines.iter().map(|(sku, q)| serde_json::json!({ "sku": sku, "quantity": q })).collect())
 }
 
 fn rule_for(event: &Event, decision: Option<&Decision>) -> Option<&'static str> {
@@ -814,12 +812,16 @@ mod tests {
         let again = w.deliver(Some(&cancelled), Topic::OrdersCancelled, &version(5, |_| {}), 5);
         assert!(!again.cancel_downstream);
         let confirmed = apply_action(&cancelled, Action::CancelConfirmed, None, CREATED);
-        assert_eq!((at(&confirmed), confirmed.unconsign.clone()), ((State::Cancelled, None), rec.consigned.clone()));
+        assert_eq!(
+            (at(&confirmed), confirmed.unconsign.clone()),
+            ((State::Cancelled, None), rec.consigned.clone())
+        );
         let shipped = apply_action(&cancelled, Action::CancelShipped, None, CREATED);
         assert_eq!(at(&shipped), (State::Hold, Some(Reason::Fulfilment)));
         assert_eq!(shipped.ship, rec.consigned);
         // A person cannot send it again.
-        let forced = apply_action(shipped.record.as_ref().unwrap(), Action::OperatorForceReady, None, CREATED);
+        let forced =
+            apply_action(shipped.record.as_ref().unwrap(), Action::OperatorForceReady, None, CREATED);
         assert_eq!(forced.audit[0].detail["ignored"], "already-submitted");
         let f = w.deliver(
             Some(&rec),

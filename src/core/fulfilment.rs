@@ -357,7 +357,10 @@ impl QueueMessage {
 
     /// Attempt `attempt` of the cancel request for `submission`.
     pub fn cancel(shop: &str, order_id: &str, submission: u32, attempt: u32) -> Self {
-        QueueMessage { kind: RequestKind::Cancel, ..QueueMessage::submit(shop, order_id, submission, attempt) }
+        QueueMessage {
+            kind: RequestKind::Cancel,
+            ..QueueMessage::submit(shop, order_id, submission, attempt)
+        }
     }
 
     /// The same submission, at attempt `next_attempt` (from `retry::Step::RetryAfter`).
@@ -559,7 +562,8 @@ mod tests {
         assert_eq!(QueueMessage::from_json(&m.to_json()).unwrap(), m);
         assert!(m.to_json().ends_with(r#","kind":"cancel"}"#));
         // Messages from before the field existed read as submissions.
-        let old = QueueMessage::from_json(r#"{"shop":"s","order_id":"1","attempt":1,"submission":1}"#).unwrap();
+        let old =
+            QueueMessage::from_json(r#"{"shop":"s","order_id":"1","attempt":1,"submission":1}"#).unwrap();
         assert_eq!(old.kind, RequestKind::Submit);
     }
 

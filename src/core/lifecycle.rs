@@ -35,11 +35,14 @@ pub enum Claim {
 }
 
 /// Whether a message for attempt `attempt` may claim it at `now_ms`. Only the attempt after
-/// the last claimed one can be claimed, and only once no POST of an earlier attempt can
-/// still be in flight: the lease has ended and an unfinished attempt claimed before
-/// `now − (POST_START_MS + timeout_ms)` cannot be sending any more.
+/// the last claimed one can be claimed — or the last one again when it never finished (its
+/// consumer died, and the runtime redelivers the message) — and only once no POST of an
+/// earlier attempt can still be in flight: the lease has ended and an unfinished attempt
+/// claimed before `now − (POST_START_MS + timeout_ms)` cannot be sending any more.
 pub fn claim(view: &AttemptView, attempt: u32, now_ms: i64, timeout_ms: i64) -> Claim {
-    if attempt != view.attempts.saturating_add(1) {
+    let next = attempt == view.attempts.saturating_add(1);
+    let again = attempt == view.attempts && attempt > 0 && view.unfinished_since_ms.is_some();
+    if !next && !again {
         return Claim::Stale;
     }
     let mut busy_until = view.lease_until.filter(|u| *u > now_ms);
@@ -107,12 +110,22 @@ mod tests {
         assert_eq!(claim(&view(1, None, None), 1, NOW, 10_000), Claim::Stale, "a repeated message");
         assert_eq!(claim(&view(3, None, None), 2, NOW, 10_000), Claim::Stale);
         assert_eq!(claim(&view(1, None, None), 3, NOW, 10_000), Claim::Stale);
+        // The same attempt again only when it never finished, and once it cannot be sending.
+        assert_eq!(claim(&view(2, None, Some(NOW - 20_000)), 2, NOW, 10_000), Claim::Go);
+        assert_eq!(
+            claim(&view(2, None, Some(NOW - 1_000)), 2, NOW, 10_000),
+            Claim::Busy { retry_in_secs: 14 }
+        );
+        assert_eq!(claim(&view(0, None, Some(NOW - 20_000)), 0, NOW, 10_000), Claim::Stale);
     }
 
     #[test]
     fn never_while_a_post_may_be_in_flight() {
         // A live lease.
-        assert_eq!(claim(&view(1, Some(NOW + 4_500), None), 2, NOW, 10_000), Claim::Busy { retry_in_secs: 5 });
+        assert_eq!(
+            claim(&view(1, Some(NOW + 4_500), None), 2, NOW, 10_000),
+            Claim::Busy { retry_in_secs: 5 }
+        );
         // The lease was cut short (or ran out) but the attempt started too recently to be over.
         let started = NOW - 3_000;
         assert_eq!(

@@ -400,7 +400,8 @@ mod tests {
 
     #[test]
     fn cancel_answers_and_scaled_delays() {
-        let st = |code: u16, body: &str| Outcome::Status { code, retry_after: None, body_snippet: body.into() };
+        let st =
+            |code: u16, body: &str| Outcome::Status { code, retry_after: None, body_snippet: body.into() };
         assert_eq!(classify_cancel(&st(409, r#"{"error":"already_shipped"}"#), 0), Class::AlreadyShipped);
         assert_eq!(classify_cancel(&st(409, r#"{"error":"out_of_stock"}"#), 0), Class::Permanent);
         assert_eq!(classify_cancel(&st(200, ""), 0), Class::Success);

@@ -10,7 +10,7 @@ use super::gates;
 use super::http::{error, json, unavailable};
 use super::overrides;
 use super::store::{AuditOut, DeadLetterOut, ExceptionOut};
-use super::store::{Store, StoreError};
+use super::store::{ModeSource, Store, StoreError};
 use crate::core::admin::{actor, AdminTokens};
 use crate::core::query::{self, encode_cursor, Built, QueryError};
 use crate::core::types::Mode;
@@ -78,12 +78,11 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
             Err(e) => store_error(e),
         },
         (Method::Post, ["orders", shop, order_id, action]) => {
-            overrides::order_action(req, env, &store, &op, shop, order_id, action).await
+            overrides::order_action(req, env, &op, shop, order_id, action).await
         }
-        (Method::Post, ["dead-letters", "redrive"]) => overrides::redrive_bulk(req, env, &store, &op).await,
-        (Method::Post, ["dead-letters", id, "redrive"]) => {
-            overrides::redrive_one(req, env, &store, &op, id).await
-        }
+        (Method::Post, ["dead-letters", "redrive"]) => overrides::redrive_bulk(req, env, &op).await,
+        (Method::Post, ["dead-letters", id, "redrive"]) => overrides::redrive_one(req, env, &op, id).await,
+        (Method::Post, ["faults"]) => faults(&mut req, env).await,
         (Method::Put, ["segments", segment, "baseline"]) => {
             gates::put_baseline(&mut req, &store, &op, segment).await
         }
@@ -168,14 +167,14 @@ async fn put_mode(req: &mut Request, store: &Store, flags: &Flags, op: &Operator
     let Some(note) = b.note.filter(|n| !n.trim().is_empty()) else {
         return error(400, "note_required", "every change needs a note");
     };
-    if !super::routing::matrix().is_ok_and(|m| m.lane(segment).is_some()) {
+    if !super::context::matrix().is_ok_and(|m| m.lane(segment).is_some()) {
         return error(404, "unknown_segment", "no such segment in the route matrix");
     }
     if let Err(e) = flags.set_mode(segment, mode).await {
         worker::console_error!("KV put failed: {e}");
         return unavailable(5);
     }
-    let statements = match store.note_mode(segment, mode, now_ms(), &op.actor, Some(&note)) {
+    let statements = match store.note_mode(segment, mode, ModeSource::Set, now_ms(), &op.actor, Some(&note)) {
         Ok(s) => s,
         Err(e) => return store_error(e),
     };
@@ -183,6 +182,26 @@ async fn put_mode(req: &mut Request, store: &Store, flags: &Flags, op: &Operator
         Ok(()) => json(200, &serde_json::json!({ "segment": segment, "mode": mode })),
         Err(e) => store_error(e),
     }
+}
+
+#[derive(Deserialize)]
+struct FaultsBody {
+    #[serde(default)]
+    kv_read_failures: u32,
+}
+
+/// `POST /admin/faults` (only with `ALLOW_FAULTS=1`, on local test stacks): makes the next
+/// `kv_read_failures` KV reads of this isolate fail, as a KV outage would.
+async fn faults(req: &mut Request, env: &Env) -> Response {
+    if !super::context::Settings::from_env(env).allow_faults {
+        return error(404, "not_found", "no such admin endpoint");
+    }
+    let b = match body::<FaultsBody>(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    super::context::inject_kv_failures(b.kv_read_failures);
+    json(200, &serde_json::json!({ "kv_read_failures": b.kv_read_failures }))
 }
 
 pub(super) fn query_pairs(req: &Request) -> Vec<(String, String)> {

@@ -1,30 +1,27 @@
 //! The 15-minute cron: sweeps and gate evaluation, each step isolated so one failure does
 //! not stop the others, each logged.
 
-use worker::{Date, Env};
-
-use super::config;
-use super::fulfilment::enqueue;
-use super::store::Store;
+use super::context::{now_ms, Edge};
+use super::queue::enqueue;
+use super::store::{Lifecycle, OrderRow};
+use super::writer::{self, Change};
+use crate::core::apply::sweep;
 use crate::core::fulfilment::QueueMessage;
+use crate::core::rules::{fraud, payment};
+use crate::core::types::State;
 
-/// A never-enqueued ready order younger than this is left to the webhook that made it ready.
-const FRESH_MS: i64 = 60_000;
-/// A scheduled retry later than its longest possible delay (12 h) by this much is stranded.
-const OVERDUE_MARGIN_MS: i64 = 30 * 60_000;
+/// A waiting order whose next attempt is overdue by this much has lost its message.
+const GRACE_MS: i64 = 60_000;
+/// Writes per step and run: D1 allows 1,000 queries per invocation; the rest waits a run.
+const STEP_LIMIT: i64 = 200;
 
-pub async fn run(env: &Env) {
-    let now = Date::now().as_millis() as i64;
-    let Ok(db) = env.d1(config::DB) else {
-        worker::console_error!("cron: D1 binding missing; nothing ran");
-        return;
-    };
-    let store = Store::new(db);
+pub async fn run(edge: &Edge, env: &worker::Env) {
+    let now = now_ms();
     // Each step runs to completion whatever the others did; a step reports its own failure.
     let steps: [(&str, StepResult); 3] = [
-        ("sweep_timeouts", sweep_timeouts(&store, now).await),
-        ("requeue_stranded", requeue_stranded(env, &store, now).await),
-        ("gates", super::gates::cron_step(env, &store, now).await),
+        ("sweep_timeouts", sweep_timeouts(edge, now).await),
+        ("requeue_overdue", requeue_overdue(edge, now).await),
+        ("gates", super::gates::cron_step(env, &edge.store, now).await),
     ];
     for (name, result) in steps {
         match result {
@@ -36,76 +33,79 @@ pub async fn run(env: &Env) {
 
 type StepResult = Result<String, String>;
 
-/// Puts ready orders that no message carries back on the queue.
-async fn requeue_stranded(env: &Env, store: &Store, now: i64) -> StepResult {
-    let queue = env.queue(config::FULFILMENT_QUEUE).map_err(|e| e.to_string())?;
-    let scale = config::text(env, "RETRY_DELAY_SCALE")
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(1.0)
-        .clamp(0.0001, 1.0);
-    let overdue =
-        ((f64::from(crate::core::retry::MAX_DELAY_SECS) * 1000.0) * scale) as i64 + OVERDUE_MARGIN_MS;
-    let rows = store.stranded_ready(now, FRESH_MS, overdue).await.map_err(|e| format!("{e:?}"))?;
+/// Puts orders whose next attempt is overdue (their message was lost: a failed send, a
+/// consumer that died, a dead-lettered message) back on the queue, and makes them due again.
+async fn requeue_overdue(edge: &Edge, now: i64) -> StepResult {
+    let queue = edge.queue.as_ref().ok_or("FULFILMENT_QUEUE binding missing")?;
+    let rows = edge.store.overdue(now, GRACE_MS, STEP_LIMIT).await.map_err(|e| format!("{e:?}"))?;
     let mut sent = 0;
     for r in &rows {
-        let submission = u32::try_from(r.submission.max(1)).unwrap_or(1);
-        let mut msg = QueueMessage::first(&r.shop, &r.order_id, submission);
-        msg.attempt = u32::try_from(r.attempts + 1).unwrap_or(1);
-        if enqueue(&queue, &msg, 0).await.is_ok() {
-            let _ = store
-                .batch(vec![store.mark_enqueued(&r.shop, &r.order_id, now).map_err(|e| format!("{e:?}"))?])
-                .await;
+        let msg = if r.state == State::ReadyForFulfilment {
+            QueueMessage::submit(&r.shop, &r.order_id, r.submission_no(), r.attempts_no() + 1)
+        } else {
+            let attempts = u32::try_from(r.cancel_attempts.max(0)).unwrap_or(0);
+            QueueMessage::cancel(&r.shop, &r.order_id, r.submission_no(), attempts + 1)
+        };
+        if enqueue(queue, &msg, 0).await.is_ok() {
+            let st = edge.store.due_now(&r.shop, &r.order_id, now).map_err(|e| format!("{e:?}"))?;
+            let _ = edge.store.batch(vec![st]).await;
             sent += 1;
         }
     }
-    Ok(format!("{sent} of {} stranded ready orders re-enqueued", rows.len()))
+    Ok(format!("{sent} of {} overdue orders re-enqueued", rows.len()))
 }
 
 /// `new` orders past their lane's payment window go to hold/payment; `fraud-check` orders past
-/// their verdict timeout go to hold/fraud. Each order is its own guarded batch.
-async fn sweep_timeouts(store: &Store, now: i64) -> StepResult {
-    let m = super::routing::matrix()?;
-    let keys = store.waiting_orders().await.map_err(|e| format!("{e:?}"))?;
-    let (mut moved, mut failed) = (0, 0);
-    for k in &keys {
-        let reads = match store.route_reads(&k.shop, &k.order_id, &[], None, now).await {
-            Ok(r) => r,
-            Err(_) => {
-                failed += 1;
-                continue;
+/// their verdict timeout go to hold/fraud. Only due orders are read, oldest first, per lane;
+/// each is its own guarded batch.
+async fn sweep_timeouts(edge: &Edge, now: i64) -> StepResult {
+    let m = edge.matrix()?;
+    let (mut due, mut moved, mut failed) = (0, 0, 0);
+    let mut budget = STEP_LIMIT;
+    for lane in &m.lanes {
+        for (state, window_end) in [
+            (State::New, payment::window_ends_ms(0, lane)),
+            (State::FraudCheck, fraud::verdict_due_ms(0, lane)),
+        ] {
+            if budget <= 0 {
+                break;
             }
-        };
-        let Some(row) = reads.row.as_ref() else { continue };
-        let Some(rec) = super::routing::record_from(&k.order_id, row, reads.reservations.clone()) else {
-            continue;
-        };
-        let Some(lane) = m.lane(&rec.lane) else { continue };
-        let Some(applied) = crate::core::apply::sweep(&rec, lane, now) else { continue };
-        let written = super::routing::write_applied_as(
-            store,
-            &k.shop,
-            None,
-            &k.order_id,
-            Some(row),
-            &reads.reservations,
-            &applied,
-            None,
-            now,
-            super::routing::ACTOR,
-            None,
-        );
-        let ok = match written {
-            Ok(st) => store.batch(st).await.is_ok(),
-            Err(_) => false,
-        };
-        if ok {
-            moved += 1;
-        } else {
-            failed += 1;
+            let rows = edge
+                .store
+                .due_waiting(&lane.name, state, now - window_end, budget)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            budget -= rows.len() as i64;
+            due += rows.len();
+            for row in &rows {
+                if sweep_one(edge, row, lane, now).await {
+                    moved += 1;
+                } else {
+                    failed += 1;
+                }
+            }
         }
     }
-    Ok(format!(
-        "{moved} of {} waiting orders timed out into hold ({failed} failed, retried next run)",
-        keys.len()
-    ))
+    Ok(format!("{moved} of {due} due waiting orders timed out into hold ({failed} failed, retried next run)"))
+}
+
+async fn sweep_one(edge: &Edge, row: &OrderRow, lane: &crate::core::rules::Lane, now: i64) -> bool {
+    let rec = writer::record_with(row, &[], &[], now);
+    let Some(applied) = sweep(&rec, lane, now) else { return true };
+    let change = Change {
+        shop: &row.shop,
+        order_id: &row.order_id,
+        webhook_id: None,
+        prior: Some(row),
+        open: &[],
+        body_order: None,
+        actor: super::ingest::ACTOR,
+        note: None,
+        now_ms: now,
+        lifecycle: Lifecycle::default(),
+    };
+    match writer::statements(&edge.store, &change, &applied) {
+        Ok(st) => edge.store.batch(st).await.is_ok(),
+        Err(_) => false,
+    }
 }

@@ -12,10 +12,11 @@ use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, Reque
 
 use super::admin::{body, now_ms, query_pairs, store_error, Operator};
 use super::config;
+use super::context::matrix;
 use super::flags::Flags;
 use super::http::{error, json, unavailable};
 use super::kpi_store::{decision_str, gates_audit, ReleaseRecord, SegmentRow};
-use super::routing::{kv_mode, matrix};
+use super::store::ModeSource;
 use super::store::{Store, StoreError};
 use crate::core::gates::{
     self, agreement_rate, Baseline, BaselineError, BaselineSource, Decision, Evaluation, GateInput,
@@ -68,14 +69,19 @@ fn flags(env: &Env) -> Result<Flags, Response> {
     env.kv(config::FLAGS).map(Flags::new).map_err(|_| unavailable(5))
 }
 
-/// The lane's mode as routing sees it (KV, else the matrix default).
-async fn lane_mode(flags: &Flags, lane: &Lane) -> Mode {
-    kv_mode(Some(flags), &lane.name).await.unwrap_or(lane.default_mode)
+/// The lane's mode as routing sees it (KV, else the matrix default). A KV error is not a
+/// mode: the evaluation stops and is tried again.
+async fn lane_mode(flags: &Flags, lane: &Lane) -> Result<Mode, StoreError> {
+    match flags.mode(&lane.name).await.map_err(StoreError::Unavailable)? {
+        super::flags::Flag::Set(m) => Ok(m),
+        super::flags::Flag::Unset => Ok(lane.default_mode),
+        super::flags::Flag::Invalid(_) => Ok(Mode::Manual),
+    }
 }
 
 /// Records the mode seen (a KV flip to `auto` stamps the release time, as routing does).
 async fn notice_mode(store: &Store, lane: &str, mode: Mode, now: i64) -> Result<(), StoreError> {
-    store.batch(store.note_mode(lane, mode, now, ACTOR, None)?).await
+    store.batch(store.note_mode(lane, mode, ModeSource::Observed, now, ACTOR, None)?).await
 }
 
 /// Everything `gates::evaluate` needs for one lane, read from D1 and KV.
@@ -92,7 +98,7 @@ async fn load(
     now_eval: i64,
     now_real: i64,
 ) -> Result<Loaded, StoreError> {
-    let mode = lane_mode(flags, lane).await;
+    let mode = lane_mode(flags, lane).await?;
     notice_mode(store, &lane.name, mode, now_real).await?;
     let segment = store.segment_row(&lane.name).await?;
     let released = segment.as_ref().and_then(|s| s.released_ms);
@@ -204,8 +210,9 @@ pub async fn evaluate_lane(
         return Err(StoreError::Unavailable(format!("KV write of segment:{}:mode failed: {e}", lane.name)));
     }
     let note = format!("gate {} failed: {}", rb.gate.as_str(), rb.gate.title());
-    if let Err(err) =
-        store.batch(store.note_mode(&lane.name, Mode::Manual, now_real, ACTOR, Some(&note))?).await
+    if let Err(err) = store
+        .batch(store.note_mode(&lane.name, Mode::Manual, ModeSource::Set, now_real, ACTOR, Some(&note))?)
+        .await
     {
         // KV already says manual; routing records the change on the next order.
         worker::console_error!("gates: recording {} as manual failed: {err:?}", lane.name);

@@ -14,7 +14,7 @@ pub async fn route(req: Request, env: &Env) -> Response {
         ("/healthz", Method::Get) => json(
             200,
             &serde_json::json!({
-                "ok": super::routing::matrix().is_ok(),
+                "ok": super::context::matrix().is_ok(),
                 "version": VERSION,
                 "rules_version": crate::core::rules::RULES_VERSION,
             }),

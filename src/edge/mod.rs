@@ -3,17 +3,20 @@
 
 mod admin;
 mod config;
+mod context;
 mod cron;
 mod flags;
-mod fulfilment;
+mod fulfil;
 mod gates;
 mod http;
+mod ingest;
 mod kpi_store;
-mod orders;
+mod outbound;
 mod overrides;
-mod routing;
+mod queue;
 mod store;
 mod webhooks;
+mod writer;
 
 use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
@@ -30,11 +33,20 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 /// Both queues land here; every message is acked or retried inside, so this never fails.
 #[event(queue)]
 async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
-    fulfilment::consume(batch, &env).await;
+    match context::Edge::new(&env) {
+        Some(edge) => fulfil::consume(batch, &edge).await,
+        None => {
+            worker::console_error!("D1 binding missing: retrying batch");
+            batch.retry_all();
+        }
+    }
     Ok(())
 }
 
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    cron::run(&env).await;
+    match context::Edge::new(&env) {
+        Some(edge) => cron::run(&edge, &env).await,
+        None => worker::console_error!("cron: D1 binding missing; nothing ran"),
+    }
 }

@@ -6,15 +6,16 @@
 use serde::Deserialize;
 use worker::{Env, Request, Response};
 
-use super::admin::{body, now_ms, store_error, Operator};
-use super::flags::Flags;
+use super::admin::{body, store_error, Operator};
+use super::context::{now_ms, Edge};
 use super::http::{error, json};
-use super::routing::{self, kv_mode, matrix, record_from, write_applied_as, Ctx};
-use super::store::{Store, StoreError};
+use super::store::{Lifecycle, ReadPlan, StoreError};
+use super::writer::{self, Change};
 use crate::core::apply::{apply_action, Action, RouteEnv};
+use crate::core::lifecycle::KvMode;
 use crate::core::order::parse_order;
 use crate::core::query::{self, QueryError};
-use crate::core::types::Mode;
+use crate::core::types::{Mode, State};
 
 #[derive(Deserialize)]
 pub struct ActionBody {
@@ -42,7 +43,6 @@ fn required_note(note: Option<String>) -> Result<String, Response> {
 pub async fn order_action(
     mut req: Request,
     env: &Env,
-    store: &Store,
     op: &Operator,
     shop: &str,
     order_id: &str,
@@ -59,9 +59,8 @@ pub async fn order_action(
         Ok(n) => n,
         Err(r) => return r,
     };
-    let (flags, queue) = bindings(env);
-    let ctx = Ctx { store, flags: flags.as_ref(), queue: queue.as_ref() };
-    match apply_operator(&ctx, op, shop, order_id, action, &note, b.expected_state.as_deref()).await {
+    let Some(edge) = Edge::new(env) else { return super::http::unavailable(5) };
+    match apply_operator(&edge, op, shop, order_id, action, &note, b.expected_state.as_deref()).await {
         Ok(v) => json(200, &v),
         Err(r) => r,
     }
@@ -69,7 +68,7 @@ pub async fn order_action(
 
 /// Applies one operator action; the answer is the order's new state, or a typed error.
 pub async fn apply_operator(
-    ctx: &Ctx<'_>,
+    edge: &Edge,
     op: &Operator,
     shop: &str,
     order_id: &str,
@@ -77,28 +76,20 @@ pub async fn apply_operator(
     note: &str,
     expected_state: Option<&str>,
 ) -> Result<serde_json::Value, Response> {
-    let store = ctx.store;
+    let store = &edge.store;
     let now = now_ms();
-    let m = matrix().map_err(|e| error(500, "matrix_invalid", &e))?;
-    let reads = store.route_reads(shop, order_id, &[], None, now).await.map_err(store_error)?;
+    let m = edge.matrix().map_err(|e| error(500, "matrix_invalid", &e))?;
+    let reads = store.order_reads(shop, order_id, &ReadPlan::default()).await.map_err(store_error)?;
     let Some(row) = reads.row.clone() else {
         return Err(error(404, "order_not_found", "no such order"));
     };
     let current = || serde_json::json!({ "state": row.state, "reason": row.reason, "seq": row.seq });
     if let Some(want) = expected_state {
-        let have = match &row.reason {
-            Some(r) => format!("{}/{}", row.state, r),
-            None => row.state.clone(),
-        };
-        if want != have && want != row.state {
+        if want != row.state_text() && want != row.state.as_str() {
             return Err(conflict("state_changed", "the order is no longer in the expected state", current()));
         }
     }
-    let Some(rec) = record_from(order_id, &row, reads.reservations.clone()) else {
-        return Err(error(500, "corrupt_order", "the stored order state is not a contract state"));
-    };
-    let full = store.order(shop, order_id).await.map_err(store_error)?;
-    if full.as_ref().and_then(|f| f.lease_until).is_some_and(|l| l > now) {
+    if row.in_flight(now) {
         return Err(conflict(
             "submission_in_flight",
             "a submission attempt is in flight; retry in a minute",
@@ -118,12 +109,20 @@ pub async fn apply_operator(
     let stock = if skus.is_empty() {
         Default::default()
     } else {
-        store.route_reads(shop, order_id, &skus, None, now).await.map_err(store_error)?.stock
+        store
+            .order_reads(shop, order_id, &ReadPlan { skus: &skus, ..ReadPlan::default() })
+            .await
+            .map_err(store_error)?
+            .stock
     };
     let lane =
         order.as_ref().map(|o| m.lane_for(shop, o).name.clone()).unwrap_or_else(|| row.segment.clone());
-    let kv = kv_mode(ctx.flags, &lane).await;
-    let effective = kv.or_else(|| m.lane(&lane).map(|l| l.default_mode)).unwrap_or(Mode::Manual);
+    let kv = edge.kv_mode(&lane).await.map_err(|e| {
+        worker::console_error!("KV read failed: {e}");
+        super::http::unavailable(5)
+    })?;
+    let default = m.lane(&lane).map(|l| l.default_mode).unwrap_or(Mode::Manual);
+    let effective = crate::core::lifecycle::send_mode(&kv, default, None, now);
     if action == Action::OperatorForceReady && effective != Mode::Auto {
         return Err(conflict(
             "segment_not_auto",
@@ -131,7 +130,13 @@ pub async fn apply_operator(
             current(),
         ));
     }
-    let env = RouteEnv { matrix: m, shop, stock: &stock, email_orders_in_window: 1, mode: kv, risk: None };
+    let mode = match kv {
+        KvMode::Set(mode) => Some(mode),
+        KvMode::Unset => None,
+        KvMode::Invalid => Some(Mode::Manual),
+    };
+    let env = RouteEnv { matrix: m, shop, stock: &stock, email_orders_in_window: 1, mode, risk: None };
+    let rec = writer::record_from(&row, &reads, now);
     let applied = apply_action(&rec, action, order.as_ref().map(|o| (o, &env)), now);
     if !applied.applied() {
         let why = applied
@@ -146,30 +151,36 @@ pub async fn apply_operator(
             current(),
         ));
     }
-    let mut statements = write_applied_as(
-        store,
+    let resolves =
+        row.state == State::Hold && applied.record.as_ref().is_some_and(|r| r.state != State::Hold);
+    let change = Change {
         shop,
-        None,
         order_id,
-        Some(&row),
-        &reads.reservations,
-        &applied,
-        None,
-        now,
-        &op.actor,
-        Some(note),
-    )
-    .map_err(store_error)?;
-    let resolves = row.state == "hold" && applied.record.as_ref().is_some_and(|r| r.state.as_str() != "hold");
-    if resolves {
-        statements.push(store.stamp_resolved(shop, order_id, now).map_err(store_error)?);
-    }
+        webhook_id: None,
+        prior: Some(&row),
+        open: &reads.open,
+        body_order: None,
+        actor: &op.actor,
+        note: Some(note),
+        now_ms: now,
+        lifecycle: Lifecycle { resolved: resolves, ..Lifecycle::default() },
+    };
+    let statements = writer::statements(store, &change, &applied).map_err(store_error)?;
     match store.batch(statements).await {
         Ok(()) => {}
         Err(StoreError::Conflict) => {
-            let fresh = store.route_reads(shop, order_id, &[], None, now).await.map_err(store_error)?;
+            let fresh = store.order(shop, order_id).await.map_err(store_error)?;
             let state =
-                fresh.row.map(|r| serde_json::json!({ "state": r.state, "reason": r.reason, "seq": r.seq }));
+                fresh.map(|r| serde_json::json!({ "state": r.state, "reason": r.reason, "seq": r.seq }));
+            // Stock short for a claim fails the batch too: tell that apart from a lost race.
+            let short = applied.reserve.iter().any(|(sku, q)| stock.get(sku).is_some_and(|a| a < q));
+            if short && state.as_ref().and_then(|s| s.get("seq")).and_then(|v| v.as_i64()) == Some(row.seq) {
+                return Err(conflict(
+                    "insufficient_stock",
+                    "the order needs more units than are available; load stock first",
+                    state.unwrap_or_default(),
+                ));
+            }
             return Err(conflict(
                 "conflict",
                 "another change to this order won; here is its current state",
@@ -179,21 +190,13 @@ pub async fn apply_operator(
         Err(e) => return Err(store_error(e)),
     }
     let new_state = applied.record.as_ref().map(|r| (r.state, r.reason));
-    if applied.submit && effective == Mode::Auto {
-        routing::submit(ctx, shop, order_id, now).await;
-    }
+    super::queue::follow_up(edge, shop, order_id, &applied, now).await;
     Ok(serde_json::json!({
         "shop": shop, "order_id": order_id,
         "state": new_state.map(|s| s.0), "reason": new_state.and_then(|s| s.1),
         "explanation": applied.decision.as_ref().map(|d| d.explanation.clone()),
         "actor": op.actor, "note": note,
     }))
-}
-
-/// The KV flags and the queue an override may need (absent bindings are tolerated: the
-/// change is still recorded and the cron re-enqueues what the queue missed).
-fn bindings(env: &Env) -> (Option<Flags>, Option<worker::Queue>) {
-    (env.kv(super::config::FLAGS).ok().map(Flags::new), env.queue(super::config::FULFILMENT_QUEUE).ok())
 }
 
 fn conflict(code: &str, detail: &str, current: serde_json::Value) -> Response {
@@ -207,7 +210,7 @@ pub struct RedriveBody {
 
 /// `POST /admin/dead-letters/{id}/redrive`: sends a dead-lettered order again (same
 /// idempotency key after transient failures, a new submission after a refusal).
-pub async fn redrive_one(mut req: Request, env: &Env, store: &Store, op: &Operator, id: &str) -> Response {
+pub async fn redrive_one(mut req: Request, env: &Env, op: &Operator, id: &str) -> Response {
     let Ok(id) = id.parse::<i64>() else { return error(404, "dead_letter_not_found", "no such dead letter") };
     let b: RedriveBody = match body(&mut req).await {
         Ok(b) => b,
@@ -217,16 +220,15 @@ pub async fn redrive_one(mut req: Request, env: &Env, store: &Store, op: &Operat
         Ok(n) => n,
         Err(r) => return r,
     };
-    let (flags, queue) = bindings(env);
-    let ctx = Ctx { store, flags: flags.as_ref(), queue: queue.as_ref() };
-    match redrive(&ctx, op, id, &note).await {
+    let Some(edge) = Edge::new(env) else { return super::http::unavailable(5) };
+    match redrive(&edge, op, id, &note).await {
         Ok(v) => json(200, &v),
         Err(r) => r,
     }
 }
 
-async fn redrive(ctx: &Ctx<'_>, op: &Operator, id: i64, note: &str) -> Result<serde_json::Value, Response> {
-    let store = ctx.store;
+async fn redrive(edge: &Edge, op: &Operator, id: i64, note: &str) -> Result<serde_json::Value, Response> {
+    let store = &edge.store;
     let Some(dl) = store.dead_letter_ref(id).await.map_err(store_error)? else {
         return Err(error(404, "dead_letter_not_found", "no such dead letter"));
     };
@@ -246,7 +248,7 @@ async fn redrive(ctx: &Ctx<'_>, op: &Operator, id: i64, note: &str) -> Result<se
     };
     // The state change and the resolution are separate guarded writes: the order version admits
     // one re-drive, and the resolution guard admits one resolver.
-    let result = apply_operator(ctx, op, &shop, &order_id, Action::OperatorForceReady, note, None).await;
+    let result = apply_operator(edge, op, &shop, &order_id, Action::OperatorForceReady, note, None).await;
     let resolved = store
         .resolve_dead_letter(
             id,
@@ -278,7 +280,9 @@ pub struct BulkBody {
 /// `POST /admin/dead-letters/redrive`: re-drives every open dead letter matching the filter
 /// (cause, shop), oldest first, up to `limit` (default 100). `dry_run: true` lists exactly what
 /// would be re-driven and changes nothing.
-pub async fn redrive_bulk(mut req: Request, env: &Env, store: &Store, op: &Operator) -> Response {
+pub async fn redrive_bulk(mut req: Request, env: &Env, op: &Operator) -> Response {
+    let Some(edge) = Edge::new(env) else { return super::http::unavailable(5) };
+    let store = &edge.store;
     let b: BulkBody = match body(&mut req).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -314,11 +318,9 @@ pub async fn redrive_bulk(mut req: Request, env: &Env, store: &Store, op: &Opera
     if b.dry_run {
         return json(200, &serde_json::json!({ "dry_run": true, "would_redrive": candidates }));
     }
-    let (flags, queue) = bindings(env);
-    let ctx = Ctx { store, flags: flags.as_ref(), queue: queue.as_ref() };
     let mut results = Vec::with_capacity(rows.len());
     for r in &rows {
-        let outcome = match redrive(&ctx, op, r.id, &note).await {
+        let outcome = match redrive(&edge, op, r.id, &note).await {
             Ok(_) => serde_json::json!({ "id": r.id, "redriven": true }),
             Err(resp) => serde_json::json!({ "id": r.id, "redriven": false, "status": resp.status_code() }),
         };

@@ -5,10 +5,10 @@ use serde::Deserialize;
 use worker::{Date, Env, Request, Response};
 
 use super::config;
-use super::flags::Flags;
+use super::context::Edge;
 use super::http::{error, json, unavailable};
-use super::routing;
-use super::store::{NewDelivery, Store, StoreError};
+use super::ingest;
+use super::store::{NewDelivery, StoreError};
 use crate::core::webhook::{self, Rejection, ShopifyId, Topic, MAX_BODY_BYTES};
 
 /// How long Shopify should wait before retrying when storage is down.
@@ -45,15 +45,11 @@ pub async fn handle(mut req: Request, env: &Env) -> Response {
         Ok(d) => d,
         Err(r) => return reject(r),
     };
-    let Ok(db) = env.d1(config::DB) else {
+    let Some(edge) = Edge::new(env) else {
         worker::console_error!("D1 binding {} missing", config::DB);
         return unavailable(RETRY_AFTER_SECS);
     };
-    let store = Store::new(db);
-    let flags = env.kv(config::FLAGS).ok().map(Flags::new);
-    let queue = env.queue(config::FULFILMENT_QUEUE).ok();
-    let ctx = routing::Ctx { store: &store, flags: flags.as_ref(), queue: queue.as_ref() };
-    match record(&ctx, &delivery, &body).await {
+    match record(&edge, &delivery, &body).await {
         Ok(Recorded { status, review }) => {
             json(200, &serde_json::json!({ "status": status, "held_for_review": review }))
         }
@@ -82,8 +78,8 @@ struct RedactCustomer {
     id: Option<ShopifyId>,
 }
 
-async fn record(ctx: &routing::Ctx<'_>, d: &webhook::Delivery, body: &[u8]) -> Result<Recorded, StoreError> {
-    let store = ctx.store;
+async fn record(edge: &Edge, d: &webhook::Delivery, body: &[u8]) -> Result<Recorded, StoreError> {
+    let store = &edge.store;
     // No look-up first: every write below carries the delivery's (shop, webhook id) insert, so
     // a repeat fails its whole batch on the unique key and is answered `duplicate`.
     let received_ms = Date::now().as_millis() as i64;
@@ -103,9 +99,9 @@ async fn record(ctx: &routing::Ctx<'_>, d: &webhook::Delivery, body: &[u8]) -> R
     };
     if topic.is_order_event() {
         // The order is parsed once, by routing; a body it cannot read is recorded for review.
-        return match routing::record_and_route(ctx, d, topic, body, received_ms).await? {
-            (routing::Routed::Duplicate, _) => Err(StoreError::Conflict),
-            (routing::Routed::Recorded, review) => Ok(Recorded { status: "accepted", review }),
+        return match ingest::record_and_route(edge, d, topic, body, received_ms).await? {
+            ingest::Recorded::Duplicate => Err(StoreError::Conflict),
+            ingest::Recorded::Accepted { review } => Ok(Recorded { status: "accepted", review }),
         };
     }
     // Privacy requests: erase, and keep no copy of the request body itself.

@@ -1,0 +1,142 @@
+//! One context per event: the bindings, every setting parsed once, the route matrix and the
+//! lane-mode rule. Handlers take an `&Edge` and never reach into `Env` themselves.
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+use worker::{Date, Env, Queue};
+
+use super::config;
+use super::flags::{Flag, Flags};
+use super::store::Store;
+use crate::core::lifecycle::{self, KvMode};
+use crate::core::rules::Matrix;
+
+const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// How long a consumer waits before retrying a message after a storage or KV error.
+const INFRA_RETRY_SECS: u32 = 30;
+
+/// Every var the edge reads, parsed once per event.
+pub struct Settings {
+    pub fulfilment_url: Option<String>,
+    pub fulfilment_secret: Option<String>,
+    pub timeout_ms: u64,
+    /// Multiplies every retry delay; 1 in production. Local test stacks shrink it.
+    pub delay_scale: f64,
+    /// Local stacks only: `POST /admin/faults`.
+    pub allow_faults: bool,
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> Settings {
+        Settings {
+            fulfilment_url: config::text(env, "FULFILMENT_URL"),
+            fulfilment_secret: config::text(env, "FULFILMENT_SECRET"),
+            timeout_ms: config::text(env, "FULFILMENT_TIMEOUT_MS")
+                .and_then(|v| v.parse().ok())
+                .filter(|v| *v > 0)
+                .unwrap_or(DEFAULT_TIMEOUT_MS),
+            delay_scale: config::text(env, "RETRY_DELAY_SCALE")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| *v > 0.0 && *v <= 1.0)
+                .unwrap_or(1.0),
+            allow_faults: config::text(env, "ALLOW_FAULTS").as_deref() == Some("1"),
+        }
+    }
+
+    /// How long an attempt may hold an order: room for the POST to start, the POST, and the
+    /// D1 writes that record it.
+    pub fn lease_ms(&self) -> i64 {
+        lifecycle::POST_START_MS + self.timeout_ms as i64 + 20_000
+    }
+
+    /// The delay before a message is retried after a storage or KV error (scaled locally).
+    pub fn infra_retry_secs(&self) -> u32 {
+        ((f64::from(INFRA_RETRY_SECS) * self.delay_scale).round() as u32).max(1)
+    }
+}
+
+pub struct Edge {
+    pub store: Store,
+    pub flags: Option<Flags>,
+    pub queue: Option<Queue>,
+    pub settings: Settings,
+}
+
+impl Edge {
+    /// `None` when the D1 binding is missing (nothing can be done without it).
+    pub fn new(env: &Env) -> Option<Edge> {
+        let db = env.d1(config::DB).ok()?;
+        Some(Edge {
+            store: Store::new(db),
+            flags: env.kv(config::FLAGS).ok().map(Flags::new),
+            queue: env.queue(config::FULFILMENT_QUEUE).ok(),
+            settings: Settings::from_env(env),
+        })
+    }
+
+    pub fn matrix(&self) -> Result<&'static Matrix, String> {
+        matrix()
+    }
+
+    /// What KV says for a lane. An error is an error: callers retry later, never guess.
+    pub async fn kv_mode(&self, lane: &str) -> Result<KvMode, String> {
+        if take_injected_kv_failure() {
+            return Err("injected KV failure".into());
+        }
+        let Some(flags) = self.flags.as_ref() else { return Err("FLAGS binding missing".into()) };
+        Ok(match flags.mode(lane).await? {
+            Flag::Set(m) => KvMode::Set(m),
+            Flag::Unset => KvMode::Unset,
+            Flag::Invalid(v) => {
+                worker::console_error!("KV segment:{lane}:mode holds {v:?}, not a mode: treating as manual");
+                KvMode::Invalid
+            }
+        })
+    }
+}
+
+/// The compiled-in route matrix, validated once per isolate.
+pub fn matrix() -> Result<&'static Matrix, String> {
+    static M: OnceLock<Result<Matrix, String>> = OnceLock::new();
+    M.get_or_init(|| Matrix::builtin().map_err(|e| e.to_string())).as_ref().map_err(Clone::clone)
+}
+
+pub fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+/// A draw in [0, 1) for jitter.
+pub fn random_unit() -> f64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+pub fn random_id() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    hex::encode(b)
+}
+
+// Fault injection for local test stacks (`ALLOW_FAULTS=1`): the next N KV reads of this
+// isolate fail, as a KV outage would. Workers isolates are single-threaded.
+thread_local! {
+    static KV_FAILURES: Cell<u32> = const { Cell::new(0) };
+}
+
+pub fn inject_kv_failures(n: u32) {
+    KV_FAILURES.with(|c| c.set(n));
+}
+
+fn take_injected_kv_failure() -> bool {
+    KV_FAILURES.with(|c| {
+        let left = c.get();
+        if left > 0 {
+            c.set(left - 1);
+        }
+        left > 0
+    })
+}

@@ -1,0 +1,580 @@
+//! The D1 store: all SQL lives here, one file per table family. Callers get typed results
+//! and a `StoreError` that tells a lost race (a unique key refused the write) from storage
+//! being unavailable.
+
+mod attempts;
+mod orders;
+mod stock;
+
+pub use attempts::{AttemptEnd, DeadLetter};
+pub use orders::{DecisionCols, LeaseOp, Lifecycle, OrderCols, OrderReads, OrderRow, OrderWrite, ReadPlan};
+
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement};
+
+use crate::core::webhook::Delivery;
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// A unique key refused the batch: another writer got there first. Nothing was written.
+    Conflict,
+    /// D1 failed or is unreachable. Nothing was written (batches are transactions).
+    Unavailable(String),
+}
+
+impl From<worker::Error> for StoreError {
+    fn from(e: worker::Error) -> Self {
+        let text = match &e {
+            worker::Error::D1(d) => d.cause(),
+            other => other.to_string(),
+        };
+        if text.contains("constraint failed") || text.contains("SQLITE_CONSTRAINT") {
+            StoreError::Conflict
+        } else {
+            StoreError::Unavailable(text)
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+pub struct Store {
+    pub(super) db: D1Database,
+}
+
+pub(crate) fn s(v: &str) -> JsValue {
+    JsValue::from_str(v)
+}
+
+pub(crate) fn opt(v: Option<&str>) -> JsValue {
+    v.map(JsValue::from_str).unwrap_or(JsValue::NULL)
+}
+
+pub(crate) fn n(v: i64) -> JsValue {
+    // D1 numbers travel as f64; every integer we bind (times, sizes, counts) is far below 2^53.
+    JsValue::from_f64(v as f64)
+}
+
+/// What to record for one authentic delivery.
+pub struct NewDelivery<'a> {
+    pub delivery: &'a Delivery,
+    pub received_ms: i64,
+    pub outcome: &'a str,
+    pub detail: Option<&'a str>,
+    pub order_id: Option<&'a str>,
+    pub customer_id: Option<&'a str>,
+    /// Kept for the stages that need it; `None` for topics whose body is not needed.
+    pub body: Option<&'a [u8]>,
+}
+
+impl Store {
+    pub fn new(db: D1Database) -> Self {
+        Store { db }
+    }
+
+    pub(crate) fn stmt(&self, sql: &str, args: &[JsValue]) -> StoreResult<D1PreparedStatement> {
+        Ok(self.db.prepare(sql).bind(args)?)
+    }
+
+    /// The id of an already recorded (shop, webhook id), if any.
+    pub async fn delivery_id(&self, shop: &str, webhook_id: &str) -> StoreResult<Option<i64>> {
+        let st = self.stmt(
+            "SELECT id FROM deliveries WHERE shop = ?1 AND webhook_id = ?2",
+            &[s(shop), s(webhook_id)],
+        )?;
+        Ok(st.first::<i64>(Some("id")).await?)
+    }
+
+    /// The statements that durably record one delivery and its raw body. Run them in one
+    /// batch with whatever else the delivery causes: a duplicate (shop, webhook id) makes the
+    /// whole batch fail with `Conflict`, so a repeat never has a second effect.
+    pub fn record_delivery(&self, d: &NewDelivery<'_>) -> StoreResult<Vec<D1PreparedStatement>> {
+        let m = d.delivery;
+        let insert = self.stmt(
+            "INSERT INTO deliveries (shop, webhook_id, topic, event_id, triggered_at, api_version, received_at, \
+             received_ms, body_size, body_sha256, order_id, outcome, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%fZ', ?7 / 1000.0, 'unixepoch'), ?7, ?8, ?9, ?10, ?11, ?12)",
+            &[
+                s(&m.shop),
+                s(&m.webhook_id),
+                s(&m.topic),
+                opt(m.event_id.as_deref()),
+                opt(m.triggered_at.as_deref()),
+                opt(m.api_version.as_deref()),
+                n(d.received_ms),
+                n(m.body_size as i64),
+                s(&m.body_sha256),
+                opt(d.order_id),
+                s(d.outcome),
+                opt(d.detail),
+            ],
+        )?;
+        let Some(raw) = d.body else { return Ok(vec![insert]) };
+        let (encoding, text) = match std::str::from_utf8(raw) {
+            Ok(t) => ("utf8", t.to_string()),
+            Err(_) => {
+                use base64::Engine as _;
+                ("base64", base64::engine::general_purpose::STANDARD.encode(raw))
+            }
+        };
+        let body = self.stmt(
+            "INSERT INTO delivery_bodies (delivery_id, shop, order_id, customer_id, encoding, body) \
+             SELECT id, shop, order_id, ?3, ?4, ?5 FROM deliveries WHERE shop = ?1 AND webhook_id = ?2",
+            &[s(&m.shop), s(&m.webhook_id), opt(d.customer_id), s(encoding), s(&text)],
+        )?;
+        Ok(vec![insert, body])
+    }
+
+    /// Runs statements as one transaction.
+    pub async fn batch(&self, statements: Vec<D1PreparedStatement>) -> StoreResult<()> {
+        self.batch_changes(statements).await.map(|_| ())
+    }
+
+    /// Runs statements as one transaction; returns how many rows each one changed.
+    pub async fn batch_changes(&self, statements: Vec<D1PreparedStatement>) -> StoreResult<Vec<usize>> {
+        let results = self.db.batch(statements).await?;
+        let mut changes = Vec::with_capacity(results.len());
+        for r in &results {
+            changes.push(r.meta()?.and_then(|m| m.changes).unwrap_or(0));
+        }
+        Ok(changes)
+    }
+
+    /// Erases stored bodies of one customer (and of the listed orders) in a shop.
+    pub fn erase_customer(
+        &self,
+        shop: &str,
+        customer_id: &str,
+        order_ids: &[String],
+    ) -> StoreResult<Vec<D1PreparedStatement>> {
+        let mut out = vec![self.stmt(
+            "DELETE FROM delivery_bodies WHERE shop = ?1 AND customer_id = ?2",
+            &[s(shop), s(customer_id)],
+        )?];
+        for id in order_ids {
+            out.push(
+                self.stmt(
+                    "DELETE FROM delivery_bodies WHERE shop = ?1 AND order_id = ?2",
+                    &[s(shop), s(id)],
+                )?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Erases every stored body of a shop.
+    pub fn erase_shop(&self, shop: &str) -> StoreResult<Vec<D1PreparedStatement>> {
+        Ok(vec![self.stmt("DELETE FROM delivery_bodies WHERE shop = ?1", &[s(shop)])?])
+    }
+}
+
+/// Where a recorded mode comes from (see [`Store::note_mode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeSource {
+    Set,
+    Observed,
+}
+
+/// A stored body, decoded back to bytes.
+pub fn decode_body(encoding: &str, body: String) -> Option<Vec<u8>> {
+    match encoding {
+        "utf8" => Some(body.into_bytes()),
+        "base64" => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(body).ok()
+        }
+        _ => None,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct BodyRow {
+    encoding: String,
+    body: String,
+}
+
+/// One audit row. `detail` is JSON and never carries personal data.
+pub struct AuditRow<'a> {
+    pub at_ms: i64,
+    pub shop: Option<&'a str>,
+    pub order_id: Option<&'a str>,
+    /// The order's row version this row takes; unique per order.
+    pub seq: Option<i64>,
+    pub segment: Option<&'a str>,
+    pub event: &'a str,
+    pub from_state: Option<&'a str>,
+    pub to_state: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub rule_id: Option<&'a str>,
+    pub rules_version: Option<&'a str>,
+    pub actor: &'a str,
+    pub detail: &'a serde_json::Value,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct StockRow {
+    pub sku: String,
+    pub available: i64,
+    pub updated_ms: i64,
+    pub updated_by: String,
+}
+
+impl Store {
+    pub fn audit(&self, r: &AuditRow<'_>) -> StoreResult<D1PreparedStatement> {
+        self.stmt(
+            "INSERT INTO audit_log (at, at_ms, shop, order_id, seq, segment, event, from_state, to_state, reason, \
+             rule_id, rules_version, actor, detail) \
+             VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', ?1 / 1000.0, 'unixepoch'), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            &[
+                n(r.at_ms),
+                opt(r.shop),
+                opt(r.order_id),
+                r.seq.map(n).unwrap_or(JsValue::NULL),
+                opt(r.segment),
+                s(r.event),
+                opt(r.from_state),
+                opt(r.to_state),
+                opt(r.reason),
+                opt(r.rule_id),
+                opt(r.rules_version),
+                s(r.actor),
+                s(&r.detail.to_string()),
+            ],
+        )
+    }
+
+    /// Records the mode of a segment. Audits `mode_changed` only when it differs from the last
+    /// mode recorded (so concurrent observers write one row), and stamps the release time when
+    /// the segment becomes `auto`.
+    ///
+    /// An `Observed` mode (read from KV by routing or the gates) is not recorded within
+    /// `KV_PROPAGATION_MS` of the last recorded change: KV may still show the old value at this
+    /// location, and a stale `auto` right after a rollback must not record a release.
+    /// A `Set` mode (an operator's switch, a rollback) is always recorded.
+    pub fn note_mode(
+        &self,
+        segment: &str,
+        mode: crate::core::types::Mode,
+        how: ModeSource,
+        now_ms: i64,
+        actor: &str,
+        note: Option<&str>,
+    ) -> StoreResult<Vec<D1PreparedStatement>> {
+        let settle_ms = match how {
+            ModeSource::Set => 0,
+            ModeSource::Observed => crate::core::lifecycle::KV_PROPAGATION_MS,
+        };
+        let audit = self.stmt(
+            "INSERT INTO audit_log (at, at_ms, segment, event, actor, detail) \
+             SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1 / 1000.0, 'unixepoch'), ?1, ?2, 'mode_changed', ?4, \
+                    json_object('from', (SELECT mode FROM segments WHERE segment = ?2), 'to', ?3, \
+                                'seen_at', strftime('%Y-%m-%dT%H:%M:%fZ', ?1 / 1000.0, 'unixepoch'), 'note', ?5) \
+             WHERE NOT EXISTS (SELECT 1 FROM segments WHERE segment = ?2 AND (mode = ?3 OR seen_ms > ?1 - ?6))",
+            &[n(now_ms), s(segment), s(mode.as_str()), s(actor), opt(note), n(settle_ms)],
+        )?;
+        let upsert = self.stmt(
+            "INSERT INTO segments (segment, mode, seen_ms, released_ms) \
+             VALUES (?1, ?2, ?3, CASE WHEN ?2 = 'auto' THEN ?3 END) \
+             ON CONFLICT (segment) DO UPDATE SET mode = excluded.mode, seen_ms = excluded.seen_ms, \
+               released_ms = CASE WHEN excluded.mode = 'auto' THEN excluded.seen_ms ELSE segments.released_ms END \
+             WHERE segments.mode != excluded.mode AND segments.seen_ms <= ?3 - ?4",
+            &[s(segment), s(mode.as_str()), n(now_ms), n(settle_ms)],
+        )?;
+        Ok(vec![audit, upsert])
+    }
+
+    pub async fn stock_all(&self) -> StoreResult<Vec<StockRow>> {
+        let st = self
+            .stmt("SELECT sku, available, updated_ms, updated_by FROM stock ORDER BY sku LIMIT 10000", &[])?;
+        Ok(st.all().await?.results()?)
+    }
+
+    /// Sets available units per SKU in one transaction, with one audit row for the load.
+    pub async fn put_stock(
+        &self,
+        rows: &[(String, i64)],
+        now_ms: i64,
+        actor: &str,
+        note: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut statements = Vec::with_capacity(rows.len() + 1);
+        for (sku, available) in rows {
+            statements.push(self.stmt(
+                "INSERT INTO stock (sku, available, updated_ms, updated_by) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (sku) DO UPDATE SET available = excluded.available, \
+                 updated_ms = excluded.updated_ms, updated_by = excluded.updated_by",
+                &[s(sku), n(*available), n(now_ms), s(actor)],
+            )?);
+        }
+        let detail = serde_json::json!({ "skus": rows.len(), "note": note });
+        statements.push(self.audit(&AuditRow {
+            at_ms: now_ms,
+            shop: None,
+            order_id: None,
+            seq: None,
+            segment: None,
+            event: "stock_loaded",
+            from_state: None,
+            to_state: None,
+            reason: None,
+            rule_id: None,
+            rules_version: None,
+            actor,
+            detail: &detail,
+        })?);
+        self.batch(statements).await
+    }
+}
+
+fn param(p: &crate::core::query::Param) -> JsValue {
+    match p {
+        crate::core::query::Param::Text(t) => s(t),
+        crate::core::query::Param::Int(i) => n(*i),
+    }
+}
+
+/// One audit row as the API returns it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct AuditOut {
+    pub id: i64,
+    pub at: String,
+    pub at_ms: i64,
+    pub shop: Option<String>,
+    pub order_id: Option<String>,
+    pub seq: Option<i64>,
+    pub segment: Option<String>,
+    pub event: String,
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+    pub reason: Option<String>,
+    pub rule_id: Option<String>,
+    pub rules_version: Option<String>,
+    pub actor: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ExceptionOut {
+    pub id: i64,
+    pub shop: String,
+    pub order_id: String,
+    pub order_name: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub segment: String,
+    pub mode: String,
+    pub rule_ids: Option<String>,
+    pub explanation: Option<String>,
+    pub rules_version: String,
+    pub at_ms: i64,
+    pub since: String,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetterOut {
+    pub id: i64,
+    pub shop: Option<String>,
+    pub order_id: Option<String>,
+    pub submission: Option<i64>,
+    pub cause: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub http_status: Option<i64>,
+    pub response: Option<String>,
+    pub created_at: String,
+    pub at_ms: i64,
+    pub resolved_ms: Option<i64>,
+    pub resolved_by: Option<String>,
+    pub resolution: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct PlanRow {
+    pub detail: String,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct DeliveryOut {
+    pub id: i64,
+    pub topic: String,
+    pub webhook_id: String,
+    pub triggered_at: Option<String>,
+    pub received_at: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct AttemptOut {
+    pub submission: i64,
+    pub attempt: i64,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub outcome: Option<String>,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Runs a built list query; returns its rows.
+    pub async fn list<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        b: &crate::core::query::Built,
+    ) -> StoreResult<Vec<T>> {
+        let args: Vec<JsValue> = b.params.iter().map(param).collect();
+        Ok(self.stmt(&b.sql, &args)?.all().await?.results()?)
+    }
+
+    /// SQLite's plan for a built query, for checking that filters use indexes.
+    pub async fn plan(&self, b: &crate::core::query::Built) -> StoreResult<Vec<PlanRow>> {
+        let args: Vec<JsValue> = b.params.iter().map(param).collect();
+        Ok(self.stmt(&format!("EXPLAIN QUERY PLAN {}", b.sql), &args)?.all().await?.results()?)
+    }
+
+    /// Everything about one order: its row, timeline, deliveries, attempts and dead letters.
+    pub async fn order_view(&self, shop: &str, order_id: &str) -> StoreResult<Option<serde_json::Value>> {
+        let Some(row) = self
+            .stmt("SELECT * FROM orders WHERE shop = ?1 AND order_id = ?2", &[s(shop), s(order_id)])?
+            .first::<OrderFull>(None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let key = [s(shop), s(order_id)];
+        let timeline: Vec<AuditOut> = self
+            .stmt(
+                "SELECT id, at, at_ms, shop, order_id, seq, segment, event, from_state, to_state, reason, rule_id, \
+                 rules_version, actor, detail FROM audit_log WHERE shop = ?1 AND order_id = ?2 ORDER BY id",
+                &key,
+            )?
+            .all()
+            .await?
+            .results()?;
+        let deliveries: Vec<DeliveryOut> = self
+            .stmt(
+                "SELECT id, topic, webhook_id, triggered_at, received_at, outcome, detail FROM deliveries \
+                 WHERE shop = ?1 AND order_id = ?2 ORDER BY received_ms, id",
+                &key,
+            )?
+            .all()
+            .await?
+            .results()?;
+        let attempts: Vec<AttemptOut> = self
+            .stmt(
+                "SELECT submission, attempt, started_ms, finished_ms, outcome, http_status, error \
+                 FROM submission_attempts WHERE shop = ?1 AND order_id = ?2 ORDER BY submission, attempt",
+                &key,
+            )?
+            .all()
+            .await?
+            .results()?;
+        let dead: Vec<DeadLetterOut> = self
+            .stmt(
+                "SELECT id, shop, order_id, submission, cause, attempts, last_error, http_status, response, created_at, \
+                 created_ms AS at_ms, resolved_ms, resolved_by, resolution, note FROM dead_letters \
+                 WHERE shop = ?1 AND order_id = ?2 ORDER BY id",
+                &key,
+            )?
+            .all()
+            .await?
+            .results()?;
+        Ok(Some(serde_json::json!({
+            "order": row, "timeline": timeline, "deliveries": deliveries,
+            "submission_attempts": attempts, "dead_letters": dead,
+        })))
+    }
+}
+
+/// The full `orders` row (no personal data is stored there).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct OrderFull {
+    pub shop: String,
+    pub order_id: String,
+    pub order_name: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub segment: String,
+    pub mode: String,
+    pub shadow_state: Option<String>,
+    pub shadow_reason: Option<String>,
+    pub rule_ids: Option<String>,
+    pub explanation: Option<String>,
+    pub rules_version: String,
+    pub financial_status: Option<String>,
+    pub risk_level: Option<String>,
+    pub total_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub order_updated_ms: Option<i64>,
+    pub seq: i64,
+    pub created_ms: i64,
+    pub routable_ms: Option<i64>,
+    pub routed_ms: Option<i64>,
+    pub held_ms: Option<i64>,
+    pub resolved_ms: Option<i64>,
+    pub ready_ms: Option<i64>,
+    pub submitted_ms: Option<i64>,
+    pub failed_ms: Option<i64>,
+    pub state_since_ms: i64,
+    pub updated_ms: i64,
+    pub submission: i64,
+    pub attempts: i64,
+    pub attempt_base: i64,
+    pub lease_until: Option<i64>,
+    pub next_attempt_ms: Option<i64>,
+    pub submission_delivery_id: Option<i64>,
+    pub cancel_state: Option<String>,
+    pub cancel_attempts: i64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct DeadLetterRef {
+    pub id: i64,
+    pub shop: Option<String>,
+    pub order_id: Option<String>,
+    pub cause: String,
+    pub resolved_ms: Option<i64>,
+}
+
+impl Store {
+    pub async fn dead_letter_ref(&self, id: i64) -> StoreResult<Option<DeadLetterRef>> {
+        let st = self.stmt(
+            "SELECT id, shop, order_id, cause, resolved_ms FROM dead_letters WHERE id = ?1",
+            &[n(id)],
+        )?;
+        Ok(st.first::<DeadLetterRef>(None).await?)
+    }
+
+    /// Open dead letters matching a filter, oldest first (for bulk re-drive).
+    pub async fn dead_letters_matching(
+        &self,
+        conds: &[String],
+        params: &[crate::core::query::Param],
+        limit: i64,
+    ) -> StoreResult<Vec<DeadLetterRef>> {
+        let mut all = vec!["resolved_ms IS NULL".to_string()];
+        all.extend(conds.iter().filter(|c| !c.contains("resolved_ms")).cloned());
+        let sql = format!(
+            "SELECT id, shop, order_id, cause, resolved_ms FROM dead_letters WHERE {} ORDER BY created_ms, id LIMIT {limit}",
+            all.join(" AND ")
+        );
+        let args: Vec<JsValue> = params.iter().map(param).collect();
+        Ok(self.stmt(&sql, &args)?.all().await?.results()?)
+    }
+
+    /// Marks a dead letter resolved; guarded so two operators cannot both resolve it.
+    pub fn resolve_dead_letter(
+        &self,
+        id: i64,
+        now_ms: i64,
+        actor: &str,
+        resolution: &str,
+        note: &str,
+    ) -> StoreResult<D1PreparedStatement> {
+        self.stmt(
+            "UPDATE dead_letters SET resolved_ms = ?2, resolved_by = ?3, resolution = ?4, note = ?5 \
+             WHERE id = ?1 AND resolved_ms IS NULL",
+            &[n(id), n(now_ms), s(actor), s(resolution), s(note)],
+        )
+    }
+}

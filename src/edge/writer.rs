@@ -1,0 +1,163 @@
+//! The one writer: every change of an order's state — a webhook, an operator, the fulfilment
+//! consumer, the cron — is an `Applied` from `core::apply`, written here as one batch: the
+//! order row (guarded by its version), the attempt bookkeeping, the stock it moves and one
+//! audit row per event. A concurrent writer makes the batch fail as a whole (`Conflict`).
+
+use sha2::{Digest, Sha256};
+use worker::D1PreparedStatement;
+
+use super::store::{
+    AuditRow, DecisionCols, Lifecycle, OrderCols, OrderReads, OrderRow, OrderWrite, Store, StoreResult,
+};
+use crate::core::apply::{Applied, OrderRecord, OrderingKey};
+use crate::core::order::{Order, RiskLevel};
+use crate::core::webhook::ShopifyId;
+
+/// SHA-256 of the normalised email: lets the velocity rule count orders per buyer without
+/// storing the address.
+pub fn email_hash(email: &str) -> String {
+    hex::encode(Sha256::digest(email.trim().to_lowercase().as_bytes()))
+}
+
+/// The core's record of a stored order, with the claims read with it.
+pub fn record_from(row: &OrderRow, reads: &OrderReads, now_ms: i64) -> OrderRecord {
+    record_with(row, &reads.open, &reads.consigned, now_ms)
+}
+
+/// The core's record of a stored order, given its open and consigned claims.
+pub fn record_with(
+    row: &OrderRow,
+    open: &[(String, i64)],
+    consigned: &[(String, i64)],
+    now_ms: i64,
+) -> OrderRecord {
+    OrderRecord {
+        order_id: ShopifyId(row.order_id.clone()),
+        lane: row.segment.clone(),
+        state: row.state,
+        reason: row.reason,
+        created_at_ms: row.order_created_ms.unwrap_or(row.created_ms),
+        key: OrderingKey {
+            updated_at_ms: row.order_updated_ms.unwrap_or(0),
+            triggered_at_ms: row.event_triggered_ms.unwrap_or(0),
+        },
+        risk: row.risk_level.as_deref().and_then(RiskLevel::parse),
+        risk_at_ms: row.risk_at_ms,
+        submitted: row.submitted_ms.is_some(),
+        reservations: open.to_vec(),
+        consigned: consigned.to_vec(),
+        in_flight: row.in_flight(now_ms),
+        cancel_requested: row.cancel_requested(),
+        rules_version: row.rules_version.clone(),
+    }
+}
+
+/// Who writes what, besides the `Applied`.
+pub struct Change<'a> {
+    pub shop: &'a str,
+    pub order_id: &'a str,
+    /// The delivery that carried the order body (webhooks only).
+    pub webhook_id: Option<&'a str>,
+    pub prior: Option<&'a OrderRow>,
+    /// Open claims the order held before.
+    pub open: &'a [(String, i64)],
+    /// The order body, when the event carried one.
+    pub body_order: Option<&'a Order>,
+    pub actor: &'a str,
+    /// An operator's note, added to the audit detail.
+    pub note: Option<&'a str>,
+    pub now_ms: i64,
+    pub lifecycle: Lifecycle<'a>,
+}
+
+/// The statements for one `Applied`.
+pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResult<Vec<D1PreparedStatement>> {
+    let mut out = Vec::new();
+    let expected = c.prior.map(|r| r.seq).unwrap_or(0);
+    let moved = applied.applied();
+    let dec = applied.decision.as_ref().filter(|_| moved);
+    let fired = dec.map(|x| x.fired_ids().join(",")).unwrap_or_default();
+    let new_seq = expected + applied.audit.len() as i64;
+    let hash = c.body_order.and_then(|o| o.email.as_deref()).map(email_hash);
+    if let Some(rec) = &applied.record {
+        let order_cols = c.body_order.filter(|_| moved).map(|o| OrderCols {
+            order_name: &o.name,
+            financial_status: o.financial_status.as_deref(),
+            email_hash: hash.as_deref(),
+            total_cents: o.total_price_cents,
+            currency: o.currency.as_deref(),
+            paid: o.financial_status.as_deref() == Some("paid"),
+        });
+        let shadow = dec.and_then(|x| x.shadow);
+        out.push(store.write_order(&OrderWrite {
+            shop: c.shop,
+            order_id: c.order_id,
+            webhook_id: c.webhook_id,
+            expected_seq: expected,
+            new_seq,
+            now_ms: c.now_ms,
+            state: rec.state,
+            reason: rec.reason,
+            segment: &rec.lane,
+            rules_version: &rec.rules_version,
+            risk_level: rec.risk.map(|r| r.as_str()),
+            risk_at_ms: rec.risk_at_ms,
+            order_created_ms: rec.created_at_ms,
+            order_updated_ms: rec.key.updated_at_ms,
+            event_triggered_ms: rec.key.triggered_at_ms,
+            decision: dec.map(|x| DecisionCols {
+                mode: x.mode.as_str(),
+                shadow_state: shadow.map(|(s, _)| s.as_str()),
+                shadow_reason: shadow.and_then(|(_, r)| r).map(|r| r.as_str()),
+                rule_ids: &fired,
+                explanation: &x.explanation,
+            }),
+            order: order_cols,
+        })?);
+        let mut lifecycle = c.lifecycle;
+        if applied.cancel_downstream {
+            lifecycle.cancel_state = Some("requested");
+            lifecycle.next_attempt_ms = Some(Some(c.now_ms));
+        }
+        lifecycle.accepted |= rec.submitted && c.prior.is_none_or(|p| p.submitted_ms.is_none());
+        if let Some(st) = store.write_lifecycle(c.shop, c.order_id, new_seq, c.now_ms, &lifecycle)? {
+            out.push(st);
+        }
+    }
+    out.extend(store.stock_moves(c.shop, c.order_id, c.open, applied, c.now_ms)?);
+    let segment = applied.record.as_ref().map(|r| r.lane.as_str()).filter(|l| !l.is_empty());
+    let rules_version = applied
+        .record
+        .as_ref()
+        .map(|r| r.rules_version.as_str())
+        .unwrap_or(crate::core::rules::RULES_VERSION);
+    for (i, a) in applied.audit.iter().enumerate() {
+        let mut detail = a.detail.clone();
+        if let Some(obj) = detail.as_object_mut() {
+            obj.insert("outcome".into(), a.outcome.into());
+            if a.outcome == "ignored" {
+                obj.insert("event".into(), a.event.into());
+            }
+            if let Some(n) = c.note {
+                obj.insert("note".into(), n.into());
+            }
+        }
+        let event = if a.outcome == "ignored" { "ignored" } else { a.event };
+        out.push(store.audit(&AuditRow {
+            at_ms: c.now_ms,
+            shop: Some(c.shop),
+            order_id: Some(c.order_id),
+            seq: applied.record.as_ref().map(|_| expected + i as i64 + 1),
+            segment,
+            event,
+            from_state: a.from_state.map(|s| s.as_str()),
+            to_state: a.to_state.map(|s| s.as_str()),
+            reason: a.reason.map(|r| r.as_str()),
+            rule_id: a.rule_id,
+            rules_version: Some(rules_version),
+            actor: c.actor,
+            detail: &detail,
+        })?);
+    }
+    Ok(out)
+}
