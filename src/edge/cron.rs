@@ -39,6 +39,7 @@ async fn requeue_overdue(edge: &Edge, now: i64) -> StepResult {
     let queue = edge.queue.as_ref().ok_or("FULFILMENT_QUEUE binding missing")?;
     let rows = edge.store.overdue(now, GRACE_MS, STEP_LIMIT).await.map_err(|e| format!("{e:?}"))?;
     let mut sent = 0;
+    let late_ms = rows.iter().filter_map(|r| r.next_attempt_ms).map(|due| now - due).max().unwrap_or(0);
     for r in &rows {
         let msg = if r.state == State::ReadyForFulfilment {
             QueueMessage::submit(&r.shop, &r.order_id, r.submission_no(), r.attempts_no() + 1)
@@ -52,7 +53,7 @@ async fn requeue_overdue(edge: &Edge, now: i64) -> StepResult {
             sent += 1;
         }
     }
-    Ok(format!("{sent} of {} overdue orders re-enqueued", rows.len()))
+    Ok(format!("{sent} of {} overdue orders re-enqueued (most overdue by {} s)", rows.len(), late_ms / 1000))
 }
 
 /// `new` orders past their lane's payment window go to hold/payment; `fraud-check` orders past

@@ -247,9 +247,10 @@ impl Store {
     /// mode recorded (so concurrent observers write one row), and stamps the release time when
     /// the segment becomes `auto`.
     ///
-    /// An `Observed` mode (read from KV by routing or the gates) is not recorded within
+    /// An `Observed` `auto` (read from KV by routing or the gates) is not recorded within
     /// `KV_PROPAGATION_MS` of the last recorded change: KV may still show the old value at this
-    /// location, and a stale `auto` right after a rollback must not record a release.
+    /// location, and a stale `auto` right after a rollback must not record a release. A move
+    /// toward `manual` or `shadow` is the safe side and is recorded at once.
     /// A `Set` mode (an operator's switch, a rollback) is always recorded.
     pub fn note_mode(
         &self,
@@ -260,9 +261,11 @@ impl Store {
         actor: &str,
         note: Option<&str>,
     ) -> StoreResult<Vec<D1PreparedStatement>> {
-        let settle_ms = match how {
-            ModeSource::Set => 0,
-            ModeSource::Observed => crate::core::lifecycle::KV_PROPAGATION_MS,
+        let settle_ms = match (how, mode) {
+            (ModeSource::Observed, crate::core::types::Mode::Auto) => {
+                crate::core::lifecycle::KV_PROPAGATION_MS
+            }
+            _ => 0,
         };
         let audit = self.stmt(
             "INSERT INTO audit_log (at, at_ms, segment, event, actor, detail) \

@@ -35,6 +35,7 @@ pub struct OrderRow {
     pub attempt_base: i64,
     pub lease_until: Option<i64>,
     pub lease_id: Option<String>,
+    pub next_attempt_ms: Option<i64>,
     pub cancel_state: Option<String>,
     pub cancel_attempts: i64,
 }
@@ -42,7 +43,7 @@ pub struct OrderRow {
 const ORDER_COLUMNS: &str = "shop, order_id, order_name, state, reason, segment, rules_version, risk_level, \
     risk_at_ms, order_created_ms, created_ms, order_updated_ms, event_triggered_ms, submitted_ms, \
     payload_delivery_id, submission_delivery_id, seq, submission, attempts, attempt_base, lease_until, lease_id, \
-    cancel_state, cancel_attempts";
+    next_attempt_ms, cancel_state, cancel_attempts";
 
 impl OrderRow {
     /// True while an attempt holds the order.
