@@ -72,6 +72,10 @@ pub struct OrderRecord {
     /// The warehouse has been asked to cancel (once per order).
     #[serde(default)]
     pub cancel_requested: bool,
+    /// An attempt of this round has been claimed: the document (built from the body stored at
+    /// the first claim) and the claims it matches stay as they are until the order leaves ready.
+    #[serde(default)]
+    pub document_fixed: bool,
     pub rules_version: String,
 }
 
@@ -322,8 +326,9 @@ pub fn apply_action(
     if action.ends_attempt() {
         after.in_flight = false;
     }
-    if action == Action::SubmissionClaimed {
+    if action == Action::SubmissionClaimed && rec.state == State::ReadyForFulfilment {
         after.in_flight = true;
+        after.document_fixed = true;
     }
     match action {
         Action::OperatorRelease => match rerun {
@@ -451,6 +456,7 @@ fn first_sight(
         consigned: Vec::new(),
         in_flight: false,
         cancel_requested: false,
+        document_fixed: false,
         rules_version: decision.rules_version.clone(),
     };
     let mut detail = detail;
@@ -511,7 +517,7 @@ fn step(
         }
     }
     let applies = label != "ignored";
-    if applies && event == Event::Submitted {
+    if event == Event::Submitted && (applies || after.state == State::Fulfilled) {
         after.submitted = true;
     }
     if applies {
@@ -529,14 +535,25 @@ fn step(
         applied.release = before.reservations.clone();
         applied.submit = true;
     } else if applies && is_ready && decision.is_some() && reservations != before.reservations {
-        // Still ready, but the order's needs changed (an edit): swap the claim.
-        detail.insert("note".into(), "reservations changed".into());
-        applied.release = before.reservations.clone();
-        applied.reserve = reservations.clone();
-        after.reservations = reservations;
+        if before.document_fixed || before.in_flight {
+            // The warehouse has (or is being sent) this round's document: the claim stays
+            // what that document asks for. The edit goes out if the order comes back to ready.
+            detail.insert(
+                "note".into(),
+                "edit kept for the next round: this round's document is already out".into(),
+            );
+        } else {
+            // Still ready, but the order's needs changed (an edit): swap the claim.
+            detail.insert("note".into(), "reservations changed".into());
+            applied.release = before.reservations.clone();
+            applied.reserve = reservations.clone();
+            after.reservations = reservations;
+        }
     } else if !is_ready && !after.reservations.is_empty() {
         let held = std::mem::take(&mut after.reservations);
-        if applies && event == Event::Submitted {
+        if event == Event::Submitted {
+            // Accepted: a fact, whatever the order did meanwhile; the units left.
+            after.submitted = true;
             after.consigned.extend(held.iter().cloned());
             applied.consign = held;
         } else if after.in_flight {
@@ -549,10 +566,19 @@ fn step(
             applied.release = held;
         }
     }
-    if applies && !after.consigned.is_empty() {
+    if !is_ready {
+        after.document_fixed = false;
+    }
+    let shipped_meanwhile = event == Event::Submitted && after.state == State::Fulfilled;
+    if (applies || shipped_meanwhile) && !after.consigned.is_empty() {
         match event {
             Event::CancelConfirmed => applied.unconsign = std::mem::take(&mut after.consigned),
             Event::CancelShipped | Event::CancelFailed | Event::Fulfilled => {
+                detail.insert("shipped".into(), units(&after.consigned));
+                applied.ship = std::mem::take(&mut after.consigned);
+            }
+            // Accepted after Shopify already marked it fulfilled: consigned and gone.
+            Event::Submitted if shipped_meanwhile => {
                 detail.insert("shipped".into(), units(&after.consigned));
                 applied.ship = std::mem::take(&mut after.consigned);
             }

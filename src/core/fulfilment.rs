@@ -30,10 +30,13 @@
 //! ```
 //!
 //! - `submission` counts submissions of this order, from 1; it grows only when an operator
-//!   sends again an order the warehouse refused (or answered out of stock). Retries of one
-//!   submission, and a re-drive after transient failures, repeat the same bytes under the same
-//!   key: the document is built from the order body stored when the submission was first
-//!   claimed, so an edit in Shopify between two attempts does not change them.
+//!   sends again an order the warehouse refused (or answered out of stock). Retries repeat the
+//!   same bytes under the same key: the document is built from the order body stored when the
+//!   round's first attempt was claimed, so an edit in Shopify between two attempts does not
+//!   change them (the order's stock claim stays what that document asks for). When the order
+//!   leaves ready and comes back (a hold and a release, a re-drive after transient failures),
+//!   a new round starts: same key, fresh schedule, the document rebuilt from the latest body.
+//!   The warehouse must treat a repeated key as the same order whatever the body says.
 //! - `sku`, `code` and every address field may be `null`; `shipping_address` is `null` for
 //!   orders that need no shipping. Every key is always present. Receivers should ignore
 //!   keys they do not know, so fields can be added.

@@ -48,6 +48,7 @@ pub fn record_with(
         consigned: consigned.to_vec(),
         in_flight: row.in_flight(now_ms),
         cancel_requested: row.cancel_requested(),
+        document_fixed: row.submission_delivery_id.is_some(),
         rules_version: row.rules_version.clone(),
     }
 }
@@ -80,7 +81,13 @@ pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResu
     let new_seq = expected + applied.audit.len() as i64;
     let hash = c.body_order.and_then(|o| o.email.as_deref()).map(email_hash);
     if let Some(rec) = &applied.record {
-        let order_cols = c.body_order.filter(|_| moved).map(|o| OrderCols {
+        // The latest body is kept whenever the delivery is newer, even when its event does
+        // not apply (an address fix while held for a person): a release re-runs the rules on it.
+        let newer = c.prior.is_none_or(|p| {
+            let key = (p.order_updated_ms.unwrap_or(0), p.event_triggered_ms.unwrap_or(0));
+            (rec.key.updated_at_ms, rec.key.triggered_at_ms) > key
+        });
+        let order_cols = c.body_order.filter(|_| moved || newer).map(|o| OrderCols {
             order_name: &o.name,
             financial_status: o.financial_status.as_deref(),
             email_hash: hash.as_deref(),

@@ -523,7 +523,7 @@ impl Store {
                attempts = CASE WHEN {ENTERING} AND {NEW_SUBMISSION} THEN 0 ELSE attempts END, \
                attempt_base = CASE WHEN {ENTERING} THEN CASE WHEN {NEW_SUBMISSION} THEN 0 ELSE attempts END \
                  ELSE attempt_base END, \
-               submission_delivery_id = CASE WHEN {ENTERING} AND {NEW_SUBMISSION} THEN NULL \
+               submission_delivery_id = CASE WHEN ?4 != 'ready-for-fulfilment' THEN NULL \
                  ELSE submission_delivery_id END, \
                next_attempt_ms = CASE WHEN {ENTERING} THEN ?23 \
                  WHEN ?4 != 'ready-for-fulfilment' AND cancel_state IS NOT 'requested' THEN NULL \
