@@ -1,6 +1,6 @@
 # The two commands: `make dev` runs orderlane locally, `make test` runs every test.
 # Both install what they need first (scripts/setup.sh skips what is already there).
-.PHONY: setup build dev test test-native test-e2e lint bench bench-gates load
+.PHONY: setup build dev test test-native test-e2e lint bench bench-gates load soak
 
 export CI := true
 export WRANGLER_SEND_METRICS := false
@@ -36,3 +36,7 @@ bench-gates: build
 
 load: build
 	node scripts/load.mjs
+
+# The model-based soak at length (SOAK_SEEDS, SOAK_ORDERS); `make test` runs a short seeded one.
+soak: build
+	node scripts/soak.mjs

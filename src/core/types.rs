@@ -67,6 +67,17 @@ contract_enum!(
     }
 );
 
+contract_enum!(
+    /// Where the cancel request for an order the warehouse accepted stands
+    /// (`orders.cancel_state`).
+    CancelState {
+        Requested => "requested",
+        Confirmed => "confirmed",
+        Shipped => "shipped",
+        Failed => "failed",
+    }
+);
+
 impl Reason {
     /// The Shopify `FulfillmentHoldReason` this exception maps to.
     pub fn shopify_hold_reason(self) -> &'static str {

@@ -2,51 +2,17 @@
 //! `ADMIN_TOKENS`; the token's name is the audit actor. Every change takes a `note`.
 
 use serde::Deserialize;
-use worker::{Date, Env, Method, Request, Response};
+use worker::{Env, Method, Request, Response};
 
+use super::api::{authenticate, body, error, json, now_ms, query_pairs, store_error, unavailable, Operator};
 use super::config;
 use super::flags::Flags;
 use super::gates;
-use super::http::{error, json, unavailable};
 use super::overrides;
 use super::store::{AuditOut, DeadLetterOut, ExceptionOut};
-use super::store::{ModeSource, Store, StoreError};
-use crate::core::admin::{actor, AdminTokens};
+use super::store::{ModeSource, Store};
 use crate::core::query::{self, encode_cursor, Built, QueryError};
 use crate::core::types::Mode;
-
-/// An authenticated operator call.
-pub struct Operator {
-    pub actor: String,
-}
-
-fn authenticate(req: &Request, env: &Env) -> Option<Operator> {
-    let tokens = AdminTokens::parse(&config::text(env, "ADMIN_TOKENS").unwrap_or_default());
-    let header = req.headers().get("authorization").ok().flatten();
-    tokens.authenticate(header.as_deref()).map(|name| Operator { actor: actor(name) })
-}
-
-pub fn store_error(e: StoreError) -> Response {
-    match e {
-        StoreError::Conflict => {
-            error(409, "conflict", "a concurrent change won; read the current state and retry")
-        }
-        StoreError::Unavailable(msg) => {
-            worker::console_error!("admin storage error: {msg}");
-            unavailable(5)
-        }
-    }
-}
-
-pub(super) async fn body<T: for<'de> Deserialize<'de>>(req: &mut Request) -> Result<T, Response> {
-    let bytes =
-        req.bytes().await.map_err(|_| error(400, "unreadable_body", "the request body could not be read"))?;
-    serde_json::from_slice(&bytes).map_err(|e| error(400, "invalid_json", &format!("request body: {e}")))
-}
-
-pub(super) fn now_ms() -> i64 {
-    Date::now().as_millis() as i64
-}
 
 pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response {
     let Some(op) = authenticate(&req, env) else {
@@ -202,10 +168,6 @@ async fn faults(req: &mut Request, env: &Env) -> Response {
     };
     super::context::inject_kv_failures(b.kv_read_failures);
     json(200, &serde_json::json!({ "kv_read_failures": b.kv_read_failures }))
-}
-
-pub(super) fn query_pairs(req: &Request) -> Vec<(String, String)> {
-    query::parse_query_string(&req.inner().url())
 }
 
 /// A row that can be paged by (time, id).

@@ -24,7 +24,7 @@ use crate::core::fulfilment::{CancelRequest, DocumentMeta, FulfilmentRequest, Qu
 use crate::core::lifecycle::{self, Claim};
 use crate::core::order::parse_order;
 use crate::core::retry::{self, Class, DeadLetterCause, Outcome, Step};
-use crate::core::types::{Mode, State};
+use crate::core::types::{CancelState, Mode, State};
 
 pub const FULFILMENT_QUEUE_NAME: &str = "orderlane-fulfilment";
 pub const DEAD_LETTER_QUEUE_NAME: &str = "orderlane-dead-letter";
@@ -107,7 +107,7 @@ async fn process(edge: &Edge, raw: &str) -> Result<Disposition, Retry> {
         return Ok(Disposition::Ack);
     };
     let waiting = if cancel {
-        row.cancel_state.as_deref() == Some("requested")
+        row.cancel_state == Some(CancelState::Requested)
     } else {
         row.state == State::ReadyForFulfilment
     };
@@ -294,7 +294,7 @@ struct Ending<'a> {
     attempt_outcome: &'a str,
     dead_letter: Option<&'a str>,
     next_due_ms: Option<i64>,
-    cancel_state: Option<&'a str>,
+    cancel_state: Option<CancelState>,
     failed: bool,
     retry: Option<(u32, u32)>,
 }
@@ -317,7 +317,7 @@ fn ending<'a>(msg: &QueueMessage, row: &OrderRow, sent: &'a Sent, edge: &Edge, n
                 action: if cancel { Action::CancelFailed } else { Action::DeadLettered },
                 attempt_outcome: "refused",
                 dead_letter: Some("unbuildable"),
-                cancel_state: cancel.then_some("failed"),
+                cancel_state: cancel.then_some(CancelState::Failed),
                 failed: !cancel,
                 ..base
             };
@@ -330,7 +330,7 @@ fn ending<'a>(msg: &QueueMessage, row: &OrderRow, sent: &'a Sent, edge: &Edge, n
         Step::Done if cancel => Ending {
             action: Action::CancelConfirmed,
             attempt_outcome: "confirmed",
-            cancel_state: Some("confirmed"),
+            cancel_state: Some(CancelState::Confirmed),
             ..base
         },
         Step::Done => Ending { action: Action::Submitted, attempt_outcome: "accepted", ..base },
@@ -340,7 +340,7 @@ fn ending<'a>(msg: &QueueMessage, row: &OrderRow, sent: &'a Sent, edge: &Edge, n
         Step::HoldShipped => Ending {
             action: Action::CancelShipped,
             attempt_outcome: "shipped",
-            cancel_state: Some("shipped"),
+            cancel_state: Some(CancelState::Shipped),
             ..base
         },
         Step::DeadLetter { cause } => {
@@ -353,7 +353,7 @@ fn ending<'a>(msg: &QueueMessage, row: &OrderRow, sent: &'a Sent, edge: &Edge, n
                 action: if cancel { Action::CancelFailed } else { Action::DeadLettered },
                 attempt_outcome: if refused { "refused" } else { "transient" },
                 dead_letter: Some(cause.as_str()),
-                cancel_state: cancel.then_some("failed"),
+                cancel_state: cancel.then_some(CancelState::Failed),
                 failed: !cancel,
                 ..base
             }

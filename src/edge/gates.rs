@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
-use super::admin::{body, now_ms, query_pairs, store_error, Operator};
+use super::api::{body, now_ms, query_pairs, store_error, Operator};
+use super::api::{error, json, unavailable};
 use super::config;
 use super::context::matrix;
 use super::flags::Flags;
-use super::http::{error, json, unavailable};
 use super::kpi_store::{decision_str, gates_audit, ReleaseRecord, SegmentRow};
 use super::store::ModeSource;
 use super::store::{Store, StoreError};

@@ -1,9 +1,8 @@
-//! Request routing and the JSON error convention: every error is
-//! `{"error": "<stable code>", "detail": "<human text>"}` and never echoes internals.
+//! The route table: each path to the module that answers it.
 
-use serde::Serialize;
 use worker::{Env, Method, Request, Response};
 
+use super::api::{error, json};
 use super::webhooks;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -30,34 +29,4 @@ pub async fn route(req: Request, env: &Env) -> Response {
         }
         _ => error(404, "not_found", "no such endpoint"),
     }
-}
-
-/// A JSON response. Serialising our own types cannot fail in practice; if it ever does the
-/// caller still gets a well-formed 500 rather than a panic.
-pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
-    let text = serde_json::to_string(body)
-        .unwrap_or_else(|_| r#"{"error":"internal","detail":"response encoding failed"}"#.to_string());
-    let resp = Response::ok(text).map(|r| r.with_status(status));
-    match resp {
-        Ok(mut r) => {
-            let _ = r.headers_mut().set("content-type", "application/json");
-            r
-        }
-        Err(_) => Response::empty().map(|r| r.with_status(500)).unwrap_or_else(|_| fallback()),
-    }
-}
-
-pub fn error(status: u16, code: &str, detail: &str) -> Response {
-    json(status, &serde_json::json!({ "error": code, "detail": detail }))
-}
-
-/// 503 with `Retry-After`, for when storage is unavailable: Shopify (and any client) retries.
-pub fn unavailable(retry_after_secs: u32) -> Response {
-    let mut r = error(503, "storage_unavailable", "storage is unavailable; retry later");
-    let _ = r.headers_mut().set("retry-after", &retry_after_secs.to_string());
-    r
-}
-
-fn fallback() -> Response {
-    Response::builder().with_status(500).empty()
 }

@@ -2,6 +2,7 @@
 //! every decision it executes comes from `crate::core`.
 
 mod admin;
+mod api;
 mod config;
 mod context;
 mod cron;

@@ -6,9 +6,9 @@
 use serde::Deserialize;
 use worker::{Env, Request, Response};
 
-use super::admin::{body, store_error, Operator};
+use super::api::{answer, body, ApiError, Operator};
+use super::api::{error, json};
 use super::context::{now_ms, Edge};
-use super::http::{error, json};
 use super::store::{Lifecycle, ReadPlan, StoreError};
 use super::writer::{self, Change};
 use crate::core::apply::{apply_action, Action, RouteEnv};
@@ -59,11 +59,12 @@ pub async fn order_action(
         Ok(n) => n,
         Err(r) => return r,
     };
-    let Some(edge) = Edge::new(env) else { return super::http::unavailable(5) };
-    match apply_operator(&edge, op, shop, order_id, action, &note, b.expected_state.as_deref()).await {
-        Ok(v) => json(200, &v),
-        Err(r) => r,
-    }
+    let Some(edge) = Edge::new(env) else { return super::api::unavailable(5) };
+    answer(
+        apply_operator(&edge, op, shop, order_id, action, &note, b.expected_state.as_deref())
+            .await
+            .map(|v| json(200, &v)),
+    )
 }
 
 /// Applies one operator action; the answer is the order's new state, or a typed error.
@@ -75,22 +76,26 @@ pub async fn apply_operator(
     action: Action,
     note: &str,
     expected_state: Option<&str>,
-) -> Result<serde_json::Value, Response> {
+) -> Result<serde_json::Value, ApiError> {
     let store = &edge.store;
     let now = now_ms();
-    let m = edge.matrix().map_err(|e| error(500, "matrix_invalid", &e))?;
-    let reads = store.order_reads(shop, order_id, &ReadPlan::default()).await.map_err(store_error)?;
+    let m = edge.matrix().map_err(|e| ApiError::new(500, "matrix_invalid", e))?;
+    let reads = store.order_reads(shop, order_id, &ReadPlan::default()).await?;
     let Some(row) = reads.row.clone() else {
-        return Err(error(404, "order_not_found", "no such order"));
+        return Err(ApiError::new(404, "order_not_found", "no such order"));
     };
     let current = || serde_json::json!({ "state": row.state, "reason": row.reason, "seq": row.seq });
     if let Some(want) = expected_state {
         if want != row.state_text() && want != row.state.as_str() {
-            return Err(conflict("state_changed", "the order is no longer in the expected state", current()));
+            return Err(ApiError::conflict(
+                "state_changed",
+                "the order is no longer in the expected state",
+                current(),
+            ));
         }
     }
     if row.in_flight(now) {
-        return Err(conflict(
+        return Err(ApiError::conflict(
             "submission_in_flight",
             "a submission attempt is in flight; retry in a minute",
             current(),
@@ -98,7 +103,7 @@ pub async fn apply_operator(
     }
     // Release re-runs the rules on the latest body; force-ready claims stock for it.
     let body = match row.payload_delivery_id {
-        Some(id) => store.body(id).await.map_err(store_error)?,
+        Some(id) => store.body(id).await?,
         None => None,
     };
     let order = body.as_deref().and_then(|b| parse_order(b).ok());
@@ -109,22 +114,18 @@ pub async fn apply_operator(
     let stock = if skus.is_empty() {
         Default::default()
     } else {
-        store
-            .order_reads(shop, order_id, &ReadPlan { skus: &skus, ..ReadPlan::default() })
-            .await
-            .map_err(store_error)?
-            .stock
+        store.order_reads(shop, order_id, &ReadPlan { skus: &skus, ..ReadPlan::default() }).await?.stock
     };
     let lane =
         order.as_ref().map(|o| m.lane_for(shop, o).name.clone()).unwrap_or_else(|| row.segment.clone());
     let kv = edge.kv_mode(&lane).await.map_err(|e| {
         worker::console_error!("KV read failed: {e}");
-        super::http::unavailable(5)
+        ApiError::Answered(super::api::unavailable(5))
     })?;
     let default = m.lane(&lane).map(|l| l.default_mode).unwrap_or(Mode::Manual);
     let effective = crate::core::lifecycle::send_mode(&kv, default, None, now);
     if action == Action::OperatorForceReady && effective != Mode::Auto {
-        return Err(conflict(
+        return Err(ApiError::conflict(
             "segment_not_auto",
             "only lanes in auto mode send orders downstream; switch the lane to auto first",
             current(),
@@ -145,9 +146,9 @@ pub async fn apply_operator(
             .and_then(|a| a.detail.get("ignored"))
             .and_then(|v| v.as_str())
             .unwrap_or("not applicable");
-        return Err(conflict(
+        return Err(ApiError::conflict(
             "illegal_transition",
-            &format!("this action does not apply to the order now: {why}"),
+            format!("this action does not apply to the order now: {why}"),
             current(),
         ));
     }
@@ -165,29 +166,29 @@ pub async fn apply_operator(
         now_ms: now,
         lifecycle: Lifecycle { resolved: resolves, ..Lifecycle::default() },
     };
-    let statements = writer::statements(store, &change, &applied).map_err(store_error)?;
+    let statements = writer::statements(store, &change, &applied)?;
     match store.batch(statements).await {
         Ok(()) => {}
         Err(StoreError::Conflict) => {
-            let fresh = store.order(shop, order_id).await.map_err(store_error)?;
+            let fresh = store.order(shop, order_id).await?;
             let state =
                 fresh.map(|r| serde_json::json!({ "state": r.state, "reason": r.reason, "seq": r.seq }));
             // Stock short for a claim fails the batch too: tell that apart from a lost race.
             let short = applied.reserve.iter().any(|(sku, q)| stock.get(sku).is_some_and(|a| a < q));
             if short && state.as_ref().and_then(|s| s.get("seq")).and_then(|v| v.as_i64()) == Some(row.seq) {
-                return Err(conflict(
+                return Err(ApiError::conflict(
                     "insufficient_stock",
                     "the order needs more units than are available; load stock first",
                     state.unwrap_or_default(),
                 ));
             }
-            return Err(conflict(
+            return Err(ApiError::conflict(
                 "conflict",
                 "another change to this order won; here is its current state",
                 state.unwrap_or_default(),
             ));
         }
-        Err(e) => return Err(store_error(e)),
+        Err(e) => return Err(e.into()),
     }
     let new_state = applied.record.as_ref().map(|r| (r.state, r.reason));
     super::queue::follow_up(edge, shop, order_id, &applied, now).await;
@@ -197,10 +198,6 @@ pub async fn apply_operator(
         "explanation": applied.decision.as_ref().map(|d| d.explanation.clone()),
         "actor": op.actor, "note": note,
     }))
-}
-
-fn conflict(code: &str, detail: &str, current: serde_json::Value) -> Response {
-    json(409, &serde_json::json!({ "error": code, "detail": detail, "current": current }))
 }
 
 #[derive(Deserialize)]
@@ -220,27 +217,24 @@ pub async fn redrive_one(mut req: Request, env: &Env, op: &Operator, id: &str) -
         Ok(n) => n,
         Err(r) => return r,
     };
-    let Some(edge) = Edge::new(env) else { return super::http::unavailable(5) };
-    match redrive(&edge, op, id, &note).await {
-        Ok(v) => json(200, &v),
-        Err(r) => r,
-    }
+    let Some(edge) = Edge::new(env) else { return super::api::unavailable(5) };
+    answer(redrive(&edge, op, id, &note).await.map(|v| json(200, &v)))
 }
 
-async fn redrive(edge: &Edge, op: &Operator, id: i64, note: &str) -> Result<serde_json::Value, Response> {
+async fn redrive(edge: &Edge, op: &Operator, id: i64, note: &str) -> Result<serde_json::Value, ApiError> {
     let store = &edge.store;
-    let Some(dl) = store.dead_letter_ref(id).await.map_err(store_error)? else {
-        return Err(error(404, "dead_letter_not_found", "no such dead letter"));
+    let Some(dl) = store.dead_letter_ref(id).await? else {
+        return Err(ApiError::new(404, "dead_letter_not_found", "no such dead letter"));
     };
     if dl.resolved_ms.is_some() {
-        return Err(conflict(
+        return Err(ApiError::conflict(
             "already_resolved",
             "this dead letter was already resolved",
             serde_json::json!({ "id": id }),
         ));
     }
     let (Some(shop), Some(order_id)) = (dl.shop.clone(), dl.order_id.clone()) else {
-        return Err(conflict(
+        return Err(ApiError::conflict(
             "not_redrivable",
             "this dead letter names no order",
             serde_json::json!({ "id": id }),
@@ -249,18 +243,16 @@ async fn redrive(edge: &Edge, op: &Operator, id: i64, note: &str) -> Result<serd
     // The state change and the resolution are separate guarded writes: the order version admits
     // one re-drive, and the resolution guard admits one resolver.
     let result = apply_operator(edge, op, &shop, &order_id, Action::OperatorForceReady, note, None).await;
-    let resolved = store
-        .resolve_dead_letter(
-            id,
-            now_ms(),
-            &op.actor,
-            if result.is_ok() { "redriven" } else { "superseded" },
-            note,
-        )
-        .map_err(store_error)?;
+    let resolved = store.resolve_dead_letter(
+        id,
+        now_ms(),
+        &op.actor,
+        if result.is_ok() { "redriven" } else { "superseded" },
+        note,
+    )?;
     match result {
         Ok(v) => {
-            store.batch(vec![resolved]).await.map_err(store_error)?;
+            store.batch(vec![resolved]).await?;
             Ok(serde_json::json!({ "dead_letter": id, "order": v }))
         }
         Err(r) => Err(r),
@@ -281,20 +273,20 @@ pub struct BulkBody {
 /// (cause, shop), oldest first, up to `limit` (default 100). `dry_run: true` lists exactly what
 /// would be re-driven and changes nothing.
 pub async fn redrive_bulk(mut req: Request, env: &Env, op: &Operator) -> Response {
-    let Some(edge) = Edge::new(env) else { return super::http::unavailable(5) };
-    let store = &edge.store;
-    let b: BulkBody = match body(&mut req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    answer(redrive_matching(&mut req, env, op).await)
+}
+
+async fn redrive_matching(req: &mut Request, env: &Env, op: &Operator) -> Result<Response, ApiError> {
+    let edge = Edge::new(env).ok_or_else(|| ApiError::Answered(super::api::unavailable(5)))?;
+    let b: BulkBody = body(req).await?;
     let note = match (b.dry_run, required_note(b.note)) {
         (_, Ok(n)) => n,
         (true, Err(_)) => String::new(),
-        (false, Err(r)) => return r,
+        (false, Err(r)) => return Err(r.into()),
     };
     let limit = b.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return error(400, "invalid_filter", "limit must be 1..=500");
+        return Err(ApiError::new(400, "invalid_filter", "limit must be 1..=500"));
     }
     let mut pairs = Vec::new();
     if let Some(c) = b.cause {
@@ -303,28 +295,26 @@ pub async fn redrive_bulk(mut req: Request, env: &Env, op: &Operator) -> Respons
     if let Some(s) = b.shop {
         pairs.push(("shop".to_string(), s));
     }
-    let (conds, params) = match query::dead_letter_conditions(&pairs) {
-        Ok(x) => x,
-        Err(QueryError(m)) => return error(400, "invalid_filter", &m),
-    };
-    let rows = match store.dead_letters_matching(&conds, &params, limit).await {
-        Ok(r) => r,
-        Err(e) => return store_error(e),
-    };
+    let (conds, params) = query::dead_letter_conditions(&pairs)
+        .map_err(|QueryError(m)| ApiError::new(400, "invalid_filter", m))?;
+    let rows = edge.store.dead_letters_matching(&conds, &params, limit).await?;
     let candidates: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| serde_json::json!({ "id": r.id, "shop": r.shop, "order_id": r.order_id, "cause": r.cause }))
         .collect();
     if b.dry_run {
-        return json(200, &serde_json::json!({ "dry_run": true, "would_redrive": candidates }));
+        return Ok(json(200, &serde_json::json!({ "dry_run": true, "would_redrive": candidates })));
     }
     let mut results = Vec::with_capacity(rows.len());
     for r in &rows {
         let outcome = match redrive(&edge, op, r.id, &note).await {
             Ok(_) => serde_json::json!({ "id": r.id, "redriven": true }),
-            Err(resp) => serde_json::json!({ "id": r.id, "redriven": false, "status": resp.status_code() }),
+            Err(e) => {
+                let status = e.into_response().status_code();
+                serde_json::json!({ "id": r.id, "redriven": false, "status": status })
+            }
         };
         results.push(outcome);
     }
-    json(200, &serde_json::json!({ "dry_run": false, "results": results }))
+    Ok(json(200, &serde_json::json!({ "dry_run": false, "results": results })))
 }

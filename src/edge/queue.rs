@@ -7,6 +7,7 @@ use worker::Queue;
 use super::context::Edge;
 use crate::core::apply::Applied;
 use crate::core::fulfilment::QueueMessage;
+use crate::core::types::CancelState;
 
 /// Sends one message, delivered after `delay_secs`.
 pub async fn enqueue(queue: &Queue, msg: &QueueMessage, delay_secs: u32) -> Result<(), String> {
@@ -27,7 +28,7 @@ pub async fn follow_up(edge: &Edge, shop: &str, order_id: &str, applied: &Applie
     };
     let msg = if applied.submit && row.state == crate::core::types::State::ReadyForFulfilment {
         QueueMessage::submit(shop, order_id, row.submission_no(), row.attempts_no() + 1)
-    } else if applied.cancel_downstream && row.cancel_state.as_deref() == Some("requested") {
+    } else if applied.cancel_downstream && row.cancel_state == Some(CancelState::Requested) {
         let attempts = u32::try_from(row.cancel_attempts.max(0)).unwrap_or(0);
         QueueMessage::cancel(shop, order_id, row.submission_no(), attempts + 1)
     } else {

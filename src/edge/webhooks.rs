@@ -4,9 +4,9 @@
 use serde::Deserialize;
 use worker::{Date, Env, Request, Response};
 
+use super::api::{error, json, unavailable};
 use super::config;
 use super::context::Edge;
-use super::http::{error, json, unavailable};
 use super::ingest;
 use super::store::{NewDelivery, StoreError};
 use crate::core::webhook::{self, Rejection, ShopifyId, Topic, MAX_BODY_BYTES};

@@ -11,6 +11,7 @@ use super::store::{
 };
 use crate::core::apply::{Applied, OrderRecord, OrderingKey};
 use crate::core::order::{Order, RiskLevel};
+use crate::core::types::CancelState;
 use crate::core::webhook::ShopifyId;
 
 /// SHA-256 of the normalised email: lets the velocity rule count orders per buyer without
@@ -123,7 +124,7 @@ pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResu
         })?);
         let mut lifecycle = c.lifecycle;
         if applied.cancel_downstream {
-            lifecycle.cancel_state = Some("requested");
+            lifecycle.cancel_state = Some(CancelState::Requested);
             lifecycle.next_attempt_ms = Some(Some(c.now_ms));
         }
         lifecycle.accepted |= rec.submitted && c.prior.is_none_or(|p| p.submitted_ms.is_none());

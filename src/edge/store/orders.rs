@@ -8,7 +8,7 @@ use worker::D1PreparedStatement;
 
 use super::{decode_body, n, opt, s, BodyRow, Store, StoreResult};
 use crate::core::lifecycle::AttemptView;
-use crate::core::types::{Mode, Reason, State};
+use crate::core::types::{CancelState, Mode, Reason, State};
 
 /// The `orders` columns the edge works with (the API's view is [`super::OrderFull`]).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -36,7 +36,7 @@ pub struct OrderRow {
     pub lease_until: Option<i64>,
     pub lease_id: Option<String>,
     pub next_attempt_ms: Option<i64>,
-    pub cancel_state: Option<String>,
+    pub cancel_state: Option<CancelState>,
     pub cancel_attempts: i64,
 }
 
@@ -402,7 +402,7 @@ pub struct Lifecycle<'a> {
     pub next_attempt_ms: Option<Option<i64>>,
     /// Fix the body the current submission's document is built from.
     pub freeze_document: bool,
-    pub cancel_state: Option<&'a str>,
+    pub cancel_state: Option<CancelState>,
     pub accepted: bool,
     pub failed: bool,
     pub held: bool,
@@ -568,7 +568,7 @@ impl Store {
             flag(l.next_attempt_ms.is_some()),                           // 10
             l.next_attempt_ms.flatten().map(n).unwrap_or(JsValue::NULL), // 11
             flag(l.freeze_document),                                     // 12
-            opt(l.cancel_state),                                         // 13
+            opt(l.cancel_state.map(|c| c.as_str())),                     // 13
             flag(l.accepted),                                            // 14
             flag(l.failed),                                              // 15
             flag(l.held),                                                // 16

@@ -1,0 +1,133 @@
+//! The HTTP toolkit every handler shares: JSON answers, the error convention — every error is
+//! `{"error": "<stable code>", "detail": "<human text>"}` and never echoes internals — one
+//! `ApiError` handlers return with `?`, request bodies, query strings and operator auth.
+
+use serde::{Deserialize, Serialize};
+use worker::{Env, Request, Response};
+
+use super::config;
+use super::store::StoreError;
+use crate::core::admin::{actor, AdminTokens};
+use crate::core::query;
+
+pub use super::context::now_ms;
+
+/// A JSON response. Serialising our own types cannot fail in practice; if it ever does the
+/// caller still gets a well-formed 500 rather than a panic.
+pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
+    let text = serde_json::to_string(body)
+        .unwrap_or_else(|_| r#"{"error":"internal","detail":"response encoding failed"}"#.to_string());
+    let resp = Response::ok(text).map(|r| r.with_status(status));
+    match resp {
+        Ok(mut r) => {
+            let _ = r.headers_mut().set("content-type", "application/json");
+            r
+        }
+        Err(_) => Response::empty().map(|r| r.with_status(500)).unwrap_or_else(|_| fallback()),
+    }
+}
+
+pub fn error(status: u16, code: &str, detail: &str) -> Response {
+    json(status, &serde_json::json!({ "error": code, "detail": detail }))
+}
+
+/// 503 with `Retry-After`, for when storage is unavailable: Shopify (and any client) retries.
+pub fn unavailable(retry_after_secs: u32) -> Response {
+    let mut r = error(503, "storage_unavailable", "storage is unavailable; retry later");
+    let _ = r.headers_mut().set("retry-after", &retry_after_secs.to_string());
+    r
+}
+
+fn fallback() -> Response {
+    Response::builder().with_status(500).empty()
+}
+
+/// An authenticated operator call.
+pub struct Operator {
+    pub actor: String,
+}
+
+pub fn authenticate(req: &Request, env: &Env) -> Option<Operator> {
+    let tokens = AdminTokens::parse(&config::text(env, "ADMIN_TOKENS").unwrap_or_default());
+    let header = req.headers().get("authorization").ok().flatten();
+    tokens.authenticate(header.as_deref()).map(|name| Operator { actor: actor(name) })
+}
+
+pub fn store_error(e: StoreError) -> Response {
+    match e {
+        StoreError::Conflict => {
+            error(409, "conflict", "a concurrent change won; read the current state and retry")
+        }
+        StoreError::Unavailable(msg) => {
+            worker::console_error!("admin storage error: {msg}");
+            unavailable(5)
+        }
+    }
+}
+
+pub async fn body<T: for<'de> Deserialize<'de>>(req: &mut Request) -> Result<T, Response> {
+    let bytes =
+        req.bytes().await.map_err(|_| error(400, "unreadable_body", "the request body could not be read"))?;
+    serde_json::from_slice(&bytes).map_err(|e| error(400, "invalid_json", &format!("request body: {e}")))
+}
+
+pub fn query_pairs(req: &Request) -> Vec<(String, String)> {
+    query::parse_query_string(&req.inner().url())
+}
+
+/// What a handler answers when it cannot do what was asked. `?` turns a storage error into
+/// 409 (a lost race) or 503 (storage down, logged).
+pub enum ApiError {
+    Http {
+        status: u16,
+        code: &'static str,
+        detail: String,
+    },
+    /// An answer a shared helper already built (a bad body, a refused filter).
+    Answered(Response),
+    /// 409 with the order's current state, so the caller can decide again.
+    Conflict {
+        code: &'static str,
+        detail: String,
+        current: serde_json::Value,
+    },
+    Store(StoreError),
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::Http { status, code, detail: detail.into() }
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>, current: serde_json::Value) -> ApiError {
+        ApiError::Conflict { code, detail: detail.into(), current }
+    }
+
+    pub fn into_response(self) -> Response {
+        match self {
+            ApiError::Http { status, code, detail } => error(status, code, &detail),
+            ApiError::Conflict { code, detail, current } => {
+                json(409, &serde_json::json!({ "error": code, "detail": detail, "current": current }))
+            }
+            ApiError::Answered(r) => r,
+            ApiError::Store(e) => store_error(e),
+        }
+    }
+}
+
+impl From<Response> for ApiError {
+    fn from(r: Response) -> Self {
+        ApiError::Answered(r)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Store(e)
+    }
+}
+
+/// A handler's answer either way.
+pub fn answer(r: Result<Response, ApiError>) -> Response {
+    r.unwrap_or_else(ApiError::into_response)
+}
