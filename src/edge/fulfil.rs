@@ -59,6 +59,8 @@ pub async fn consume(batch: MessageBatch<String>, edge: &Edge) {
 enum Disposition {
     Ack,
     /// Look again later: an attempt may still be in flight, or a write lost a race.
+    Wait(u32),
+    /// Storage or KV failed: the runtime retries the message after a delay.
     RetryIn(u32),
 }
 
@@ -82,10 +84,25 @@ async fn handle(edge: &Edge, m: &Message<String>) {
     };
     match disposition {
         Disposition::Ack => m.ack(),
+        // Waiting is not failing: the message is sent again as new (the runtime's retries,
+        // which lead to the dead-letter queue, are kept for errors).
+        Disposition::Wait(secs) => match requeue(edge, m.body(), secs).await {
+            Ok(()) => m.ack(),
+            Err(e) => {
+                worker::console_error!("re-enqueue failed, retrying the message instead: {e}");
+                m.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(secs).build())
+            }
+        },
         Disposition::RetryIn(secs) => {
             m.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(secs).build())
         }
     }
+}
+
+async fn requeue(edge: &Edge, raw: &str, delay_secs: u32) -> Result<(), String> {
+    let q = edge.queue.as_ref().ok_or("FULFILMENT_QUEUE binding missing")?;
+    let send = worker::MessageBuilder::new(raw.to_string()).delay_seconds(delay_secs).build();
+    q.send(send).await.map_err(|e| e.to_string())
 }
 
 async fn process(edge: &Edge, raw: &str) -> Result<Disposition, Retry> {
@@ -118,7 +135,7 @@ async fn process(edge: &Edge, raw: &str) -> Result<Disposition, Retry> {
     let timeout_ms = edge.settings.timeout_ms as i64;
     match lifecycle::claim(&reads.attempt_view(row, cancel), msg.attempt, now, timeout_ms) {
         Claim::Stale => return Ok(Disposition::Ack),
-        Claim::Busy { retry_in_secs } => return Ok(Disposition::RetryIn(retry_in_secs)),
+        Claim::Busy { retry_in_secs } => return Ok(Disposition::Wait(retry_in_secs)),
         Claim::Go => {}
     }
     if !cancel {
@@ -134,7 +151,7 @@ async fn process(edge: &Edge, raw: &str) -> Result<Disposition, Retry> {
     let lease = random_id();
     if !claim(edge, row, &reads, &msg, &lease, now).await? {
         // Another writer moved the order first: look at it again.
-        return Ok(Disposition::RetryIn(1));
+        return Ok(Disposition::Wait(1));
     }
     let sent = send(edge, row, &msg, now).await;
     finish(edge, &msg, &lease, &sent).await
@@ -529,15 +546,16 @@ async fn hold_for_mode(
     };
     match edge.store.batch(writer::statements(&edge.store, &change, &applied)?).await {
         Ok(()) => Ok(Disposition::Ack),
-        Err(StoreError::Conflict) => Ok(Disposition::RetryIn(1)),
+        Err(StoreError::Conflict) => Ok(Disposition::Wait(1)),
         Err(e) => Err(e.into()),
     }
 }
 
 /// The runtime dead-letter queue: a message the consumer kept failing on (its invocation
-/// crashed, or storage stayed down). That decides nothing about the order: one still waiting
-/// is made due now, so the cron sends it again; a message naming no usable order is kept in
-/// `dead_letters` for a person.
+/// crashed, or storage stayed down). That decides nothing about the order: the message goes
+/// back on the fulfilment queue after a pause (the consumer re-reads the order and drops it if
+/// nothing waits any more); a message naming no usable order is kept in `dead_letters` for a
+/// person.
 async fn dead_lettered(edge: &Edge, m: &Message<String>) {
     let raw = m.body().clone();
     let now = now_ms();
@@ -549,12 +567,24 @@ async fn dead_lettered(edge: &Edge, m: &Message<String>) {
         };
         match store.order(&p.shop, &p.order_id).await? {
             Some(_) => {
-                worker::console_log!(
-                    "dead-letter queue: {}:{} is due again for the cron",
-                    p.shop,
-                    p.order_id
-                );
-                store.batch(vec![store.due_now(&p.shop, &p.order_id, now)?]).await
+                // Back on the queue after a pause; if even that fails, due now for the cron.
+                let pause = edge.settings.infra_retry_secs().saturating_mul(10);
+                match requeue(edge, &raw, pause).await {
+                    Ok(()) => {
+                        worker::console_log!(
+                            "dead-letter queue: {}:{} re-enqueued in {pause} s",
+                            p.shop,
+                            p.order_id
+                        );
+                        Ok(())
+                    }
+                    Err(e) => {
+                        worker::console_error!(
+                            "dead-letter queue: re-enqueue failed ({e}); due for the cron"
+                        );
+                        store.batch(vec![store.due_now(&p.shop, &p.order_id, now)?]).await
+                    }
+                }
             }
             None => {
                 let st = store.dead_letter(
