@@ -528,8 +528,13 @@ fn step(
     }
     let was_ready = before.state == State::ReadyForFulfilment;
     let is_ready = after.state == State::ReadyForFulfilment;
-    if applies && is_ready && !was_ready {
-        // Claims are net of what the order still holds (an attempt in flight kept them).
+    if applies && is_ready && !was_ready && before.in_flight {
+        // Back to ready while an attempt is still out: that attempt's document is this
+        // round's, and so is the claim it kept. Its answer decides what follows.
+        detail
+            .insert("note".into(), "back to ready while an attempt is in flight: its document stands".into());
+    } else if applies && is_ready && !was_ready {
+        // Claims are net of what the order still holds.
         after.reservations = reservations.clone();
         applied.reserve = reservations;
         applied.release = before.reservations.clone();
@@ -566,7 +571,7 @@ fn step(
             applied.release = held;
         }
     }
-    if !is_ready {
+    if !is_ready && !after.in_flight {
         after.document_fixed = false;
     }
     let shipped_meanwhile = event == Event::Submitted && after.state == State::Fulfilled;

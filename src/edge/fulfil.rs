@@ -203,7 +203,7 @@ async fn claim(
             attempts: Some(attempt),
             // If this consumer dies, the cron finds the order once the lease is over.
             next_attempt_ms: Some(Some(until)),
-            freeze_document: true,
+            document: Some(true),
             ..Lifecycle::default()
         },
     };

@@ -128,6 +128,10 @@ pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResu
             lifecycle.next_attempt_ms = Some(Some(c.now_ms));
         }
         lifecycle.accepted |= rec.submitted && c.prior.is_none_or(|p| p.submitted_ms.is_none());
+        // The round's document is released when the core says the round is over.
+        if !rec.document_fixed && c.prior.is_some_and(|p| p.submission_delivery_id.is_some()) {
+            lifecycle.document.get_or_insert(false);
+        }
         if let Some(st) = store.write_lifecycle(c.shop, c.order_id, new_seq, c.now_ms, &lifecycle)? {
             out.push(st);
         }

@@ -400,8 +400,9 @@ pub struct Lifecycle<'a> {
     pub cancel_attempts: Option<i64>,
     /// `Some(t)`: the next attempt is due at `t` (`Some(None)` clears it).
     pub next_attempt_ms: Option<Option<i64>>,
-    /// Fix the body the current submission's document is built from.
-    pub freeze_document: bool,
+    /// The body this round's document is built from: `Some(true)` fixes the current one
+    /// (a claim), `Some(false)` lets the next round take the latest.
+    pub document: Option<bool>,
     pub cancel_state: Option<CancelState>,
     pub accepted: bool,
     pub failed: bool,
@@ -417,7 +418,7 @@ impl Default for Lifecycle<'_> {
             attempts: None,
             cancel_attempts: None,
             next_attempt_ms: None,
-            freeze_document: false,
+            document: None,
             cancel_state: None,
             accepted: false,
             failed: false,
@@ -434,7 +435,7 @@ impl Lifecycle<'_> {
             && self.attempts.is_none()
             && self.cancel_attempts.is_none()
             && self.next_attempt_ms.is_none()
-            && !self.freeze_document
+            && self.document.is_none()
             && self.cancel_state.is_none()
             && !(self.accepted || self.failed || self.held || self.resolved || self.enqueued)
     }
@@ -523,7 +524,7 @@ impl Store {
                attempts = CASE WHEN {ENTERING} AND {NEW_SUBMISSION} THEN 0 ELSE attempts END, \
                attempt_base = CASE WHEN {ENTERING} THEN CASE WHEN {NEW_SUBMISSION} THEN 0 ELSE attempts END \
                  ELSE attempt_base END, \
-               submission_delivery_id = CASE WHEN ?4 != 'ready-for-fulfilment' THEN NULL \
+               submission_delivery_id = CASE WHEN {ENTERING} AND {NEW_SUBMISSION} THEN NULL \
                  ELSE submission_delivery_id END, \
                next_attempt_ms = CASE WHEN {ENTERING} THEN ?23 \
                  WHEN ?4 != 'ready-for-fulfilment' AND cancel_state IS NOT 'requested' THEN NULL \
@@ -556,24 +557,24 @@ impl Store {
         };
         let flag = |b: bool| n(i64::from(b));
         let args = [
-            s(shop),                                                     // 1
-            s(order_id),                                                 // 2
-            n(new_seq),                                                  // 3
-            n(now_ms),                                                   // 4
-            s(op),                                                       // 5
-            opt(id),                                                     // 6
-            until.map(n).unwrap_or(JsValue::NULL),                       // 7
-            l.attempts.map(n).unwrap_or(JsValue::NULL),                  // 8
-            l.cancel_attempts.map(n).unwrap_or(JsValue::NULL),           // 9
-            flag(l.next_attempt_ms.is_some()),                           // 10
-            l.next_attempt_ms.flatten().map(n).unwrap_or(JsValue::NULL), // 11
-            flag(l.freeze_document),                                     // 12
-            opt(l.cancel_state.map(|c| c.as_str())),                     // 13
-            flag(l.accepted),                                            // 14
-            flag(l.failed),                                              // 15
-            flag(l.held),                                                // 16
-            flag(l.resolved),                                            // 17
-            flag(l.enqueued),                                            // 18
+            s(shop),                                                      // 1
+            s(order_id),                                                  // 2
+            n(new_seq),                                                   // 3
+            n(now_ms),                                                    // 4
+            s(op),                                                        // 5
+            opt(id),                                                      // 6
+            until.map(n).unwrap_or(JsValue::NULL),                        // 7
+            l.attempts.map(n).unwrap_or(JsValue::NULL),                   // 8
+            l.cancel_attempts.map(n).unwrap_or(JsValue::NULL),            // 9
+            flag(l.next_attempt_ms.is_some()),                            // 10
+            l.next_attempt_ms.flatten().map(n).unwrap_or(JsValue::NULL),  // 11
+            l.document.map(|d| n(i64::from(d))).unwrap_or(JsValue::NULL), // 12
+            opt(l.cancel_state.map(|c| c.as_str())),                      // 13
+            flag(l.accepted),                                             // 14
+            flag(l.failed),                                               // 15
+            flag(l.held),                                                 // 16
+            flag(l.resolved),                                             // 17
+            flag(l.enqueued),                                             // 18
         ];
         Ok(Some(self.stmt(
             "UPDATE orders SET \
@@ -582,8 +583,8 @@ impl Store {
                attempts = COALESCE(?8, attempts), \
                cancel_attempts = COALESCE(?9, cancel_attempts), \
                next_attempt_ms = CASE WHEN ?10 = 1 THEN ?11 ELSE next_attempt_ms END, \
-               submission_delivery_id = CASE WHEN ?12 = 1 THEN COALESCE(submission_delivery_id, payload_delivery_id) \
-                 ELSE submission_delivery_id END, \
+               submission_delivery_id = CASE ?12 WHEN 1 THEN COALESCE(submission_delivery_id, payload_delivery_id) \
+                 WHEN 0 THEN NULL ELSE submission_delivery_id END, \
                cancel_state = COALESCE(?13, cancel_state), \
                submitted_ms = CASE WHEN ?14 = 1 THEN COALESCE(submitted_ms, ?4) ELSE submitted_ms END, \
                failed_ms = CASE WHEN ?15 = 1 THEN COALESCE(failed_ms, ?4) ELSE failed_ms END, \
