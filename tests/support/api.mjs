@@ -38,15 +38,17 @@ export function client(stack) {
   const setMode = (lane, mode, note = 'e2e') => admin(stack, 'PUT', `/segments/${lane}/mode`, { mode, note });
 
   /**
-   * Delivers like Shopify does when an answer is not 2xx: the same webhook id again, after the
-   * answer's Retry-After (or 1 s), until a 2xx or `timeoutMs`. Returns the last answer.
+   * Delivers like Shopify does after a 429 or 5xx answer: the same webhook id again, after the
+   * answer's Retry-After (or 1 s, at most 5 s), until another answer or `timeoutMs`. Returns
+   * the last answer.
    */
   const sendUntilAccepted = async (raw, opts = {}, timeoutMs = 30_000) => {
     const webhookId = opts.webhookId ?? randomUUID();
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const r = await send(raw, { ...opts, webhookId });
-      if ((r.status >= 200 && r.status < 300) || Date.now() > deadline) return r;
+      const retryable = r.status >= 500 || r.status === 429;
+      if (!retryable || Date.now() > deadline) return r;
       const wait = Number(r.headers.get('retry-after')) || 1;
       await sleep(Math.min(wait, 5) * 1000);
     }

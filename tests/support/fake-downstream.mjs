@@ -13,7 +13,11 @@ export function verifyOrderlaneSignature(secret, raw, header) {
 
 /**
  * Options: `secret` (to verify signatures), `respond(req)` → { status, body, headers, delayMs }
- * or nothing for 200. `log` prints each request (the demo sink).
+ * or { hang: true, hangMs } or nothing for 200. `log` prints each request (the demo sink).
+ *
+ * Each recorded request has `at` (received, epoch ms) and `answeredAt`: when the answer was
+ * written, or when the socket of a hung request was dropped; null while neither happened.
+ * A request is recorded once `respond` has returned, before its (possibly delayed) answer.
  */
 export async function startFakeDownstream({ secret = 'e2e-fulfilment-secret', respond, log = false, port = 0 } = {}) {
   const requests = [];
@@ -33,6 +37,7 @@ export async function startFakeDownstream({ secret = 'e2e-fulfilment-secret', re
         json,
         signatureValid: verifyOrderlaneSignature(secret, raw, req.headers['x-orderlane-signature']),
         at: Date.now(),
+        answeredAt: null,
       };
       const answer = (behaviour && (await behaviour(entry))) || {};
       entry.status = answer.hang ? null : (answer.status ?? 200); // null: never answered
@@ -41,13 +46,17 @@ export async function startFakeDownstream({ secret = 'e2e-fulfilment-secret', re
       if (answer.hang) {
         // Never answers; the caller's timeout must fire. The connection is dropped later so
         // that nothing queued behind it on the same socket waits forever.
-        setTimeout(() => req.socket.destroy(), answer.hangMs ?? 4_000);
+        setTimeout(() => {
+          entry.answeredAt = Date.now();
+          req.socket.destroy();
+        }, answer.hangMs ?? 4_000);
         return;
       }
       const send = () => {
         // One request per connection: a hung request must not hold up answers to others
         // that the client sent on the same keep-alive socket.
         res.writeHead(entry.status, { 'content-type': 'application/json', connection: 'close', ...(answer.headers || {}) });
+        entry.answeredAt = Date.now();
         res.end(answer.body ?? JSON.stringify({ ok: entry.status < 300 }));
       };
       if (answer.delayMs) setTimeout(send, answer.delayMs); else send();
