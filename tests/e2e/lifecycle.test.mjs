@@ -2,7 +2,7 @@
 // transient failures and go-live, stock claims of ready orders, cancellation after (and
 // during) submission, lease takeover, re-enqueue recovery, D1 and KV faults in the
 // consumer, reservation leaks, wide orders, cron starvation and one body per key. Each test
-// asserts the behaviour of notes/lifecycle-spec.md for one defect of the reviews.
+// asserts the behaviour the README's "Fulfilment" section promises, one defect at a time.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack, admin, eventually, SHOP } from '../support/stack.mjs';
@@ -315,10 +315,11 @@ test('defect 4 (in flight, 400), orders/cancelled while the submission is in fli
 
 // ---- defect 5: lease takeover ----
 
-// Note: under wrangler dev a queue dispatches one batch at a time, so the message the cron
-// re-enqueues is consumed only after the first attempt has ended; the concurrent takeover of
-// review finding 6 needs concurrent consumer invocations, as in production. This test pins
-// the contract (no overlap under one key, submitted, no dead letter) locally.
+// Under wrangler dev a queue dispatches one batch at a time, so the message the cron
+// re-enqueues is consumed only after the first attempt has ended; a concurrent takeover needs
+// concurrent consumer invocations, as in production (the claim rule that forbids it is
+// `core::lifecycle::claim`, tested natively). This test pins the contract locally: no overlap
+// under one key, submitted, no dead letter.
 test('defect 5, the lease ends while an attempt is in flight: no concurrent POST under the same key, submitted, no dead letter', async () => {
   await loadStock([{ sku: 'LC-5', available: 100 }]);
   const o = order({ lines: [{ sku: 'LC-5', quantity: 1 }] });
