@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
-use super::api::{body, now_ms, query_pairs, store_error, Operator};
+use super::api::{answer, body, now_ms, query_pairs, ApiError, Operator};
 use super::api::{error, json, unavailable};
 use super::config;
 use super::context::matrix;
@@ -328,16 +328,25 @@ struct EvaluateBody {
 
 /// `POST /admin/gates/evaluate` `{"lane": "..."}` (optional; all lanes without it).
 pub async fn post_evaluate(req: &mut Request, env: &Env, store: &Store, op: &Operator) -> Response {
+    answer(post_evaluate_inner(req, env, store, op).await)
+}
+
+async fn post_evaluate_inner(
+    req: &mut Request,
+    env: &Env,
+    store: &Store,
+    op: &Operator,
+) -> Result<Response, ApiError> {
     let raw = match req.bytes().await {
         Ok(b) => b,
-        Err(_) => return error(400, "unreadable_body", "the request body could not be read"),
+        Err(_) => return Err(error(400, "unreadable_body", "the request body could not be read").into()),
     };
     let b: EvaluateBody = if raw.iter().all(|c| c.is_ascii_whitespace()) {
         EvaluateBody::default()
     } else {
         match serde_json::from_slice(&raw) {
             Ok(b) => b,
-            Err(e) => return error(400, "invalid_json", &format!("request body: {e}")),
+            Err(e) => return Err(error(400, "invalid_json", &format!("request body: {e}")).into()),
         }
     };
     let requested = match &b.now {
@@ -345,28 +354,24 @@ pub async fn post_evaluate(req: &mut Request, env: &Env, store: &Store, op: &Ope
         Some(v) => match time_value(v) {
             Some(t) => Some(t),
             None => {
-                return error(400, "invalid_time", "\"now\" must be epoch milliseconds or an RFC 3339 time")
+                return Err(error(
+                    400,
+                    "invalid_time",
+                    "\"now\" must be epoch milliseconds or an RFC 3339 time",
+                )
+                .into())
             }
         },
     };
-    let now = match clock(env, requested) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let now = clock(env, requested)?;
     let lanes: Vec<&Lane> = match &b.lane {
-        Some(name) => match lane_of(name) {
-            Ok(l) => vec![l],
-            Err(r) => return r,
-        },
+        Some(name) => vec![lane_of(name)?],
         None => match matrix() {
             Ok(m) => m.lanes.iter().collect(),
-            Err(_) => return error(500, "matrix_invalid", "the route matrix could not be loaded"),
+            Err(_) => return Err(error(500, "matrix_invalid", "the route matrix could not be loaded").into()),
         },
     };
-    let flags = match flags(env) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let flags = flags(env)?;
     let alert_url = config::text(env, "ALERT_URL");
     let runs =
         evaluate_lanes(store, &flags, alert_url.as_deref(), &lanes, now, &Trigger::User(&op.actor)).await;
@@ -383,9 +388,9 @@ pub async fn post_evaluate(req: &mut Request, env: &Env, store: &Store, op: &Ope
         }
     }
     if errors == results.len() && errors > 0 {
-        return unavailable(5);
+        return Err(unavailable(5).into());
     }
-    json(200, &json!({ "evaluated_at_ms": now, "lanes": results }))
+    Ok(json(200, &json!({ "evaluated_at_ms": now, "lanes": results })))
 }
 
 #[derive(Deserialize)]
@@ -406,18 +411,18 @@ fn required_note(note: Option<String>) -> Result<String, Response> {
 
 /// `PUT /admin/segments/{lane}/baseline`: numbers measured from the manual process.
 pub async fn put_baseline(req: &mut Request, store: &Store, op: &Operator, lane: &str) -> Response {
-    let lane = match lane_of(lane) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let b: BaselineBody = match body(req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let note = match required_note(b.note) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
+    answer(put_baseline_inner(req, store, op, lane).await)
+}
+
+async fn put_baseline_inner(
+    req: &mut Request,
+    store: &Store,
+    op: &Operator,
+    lane: &str,
+) -> Result<Response, ApiError> {
+    let lane = lane_of(lane)?;
+    let b: BaselineBody = body(req).await?;
+    let note = required_note(b.note)?;
     let figures = [
         ("triage_mean_ms", b.triage_mean_ms),
         ("triage_p90_ms", b.triage_p90_ms),
@@ -426,7 +431,7 @@ pub async fn put_baseline(req: &mut Request, store: &Store, op: &Operator, lane:
         ("failed_per_day", b.failed_per_day),
     ];
     if let Some((name, _)) = figures.iter().find(|(_, v)| v.is_none()) {
-        return error(400, "invalid_baseline", &format!("{name} is required"));
+        return Err(error(400, "invalid_baseline", &format!("{name} is required")).into());
     }
     let get = |i: usize| figures[i].1.unwrap_or(0.0);
     let baseline = Baseline {
@@ -441,11 +446,11 @@ pub async fn put_baseline(req: &mut Request, store: &Store, op: &Operator, lane:
         recorded_at_ms: now_ms(),
     };
     if let Err(e) = baseline.validate() {
-        return error(400, "invalid_baseline", &e.to_string());
+        return Err(error(400, "invalid_baseline", &e.to_string()).into());
     }
     match store.insert_baseline(&lane.name, &baseline, &note, &op.actor).await {
-        Ok(stored) => json(201, &json!({ "segment": lane.name, "baseline": stored })),
-        Err(e) => store_error(e),
+        Ok(stored) => Ok(json(201, &json!({ "segment": lane.name, "baseline": stored }))),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -459,35 +464,36 @@ struct CaptureBody {
 /// `POST /admin/segments/{lane}/baseline/capture` `{"from", "to", "note"}`: a baseline
 /// computed from the lane's own data over a window when it ran `manual` or `shadow`.
 pub async fn capture_baseline(req: &mut Request, store: &Store, op: &Operator, lane: &str) -> Response {
-    let lane = match lane_of(lane) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let b: CaptureBody = match body(req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let note = match required_note(b.note) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
+    answer(capture_baseline_inner(req, store, op, lane).await)
+}
+
+async fn capture_baseline_inner(
+    req: &mut Request,
+    store: &Store,
+    op: &Operator,
+    lane: &str,
+) -> Result<Response, ApiError> {
+    let lane = lane_of(lane)?;
+    let b: CaptureBody = body(req).await?;
+    let note = required_note(b.note)?;
     let now = now_ms();
     let (Some(from), Some(to)) = (b.from.as_ref().and_then(time_value), b.to.as_ref().and_then(time_value))
     else {
-        return error(
+        return Err(error(
             400,
             "invalid_window",
             "from and to are required: epoch milliseconds or RFC 3339 times",
-        );
+        )
+        .into());
     };
     if from >= to || to > now.saturating_add(1) || to - from > MAX_WINDOW_MS {
-        return error(400, "invalid_window", "need from < to <= now, at most 92 days apart");
+        return Err(error(400, "invalid_window", "need from < to <= now, at most 92 days apart").into());
     }
     // The lane's mode over [from, to): the last change at or before `from`, then each change
     // inside. Before any recorded change the lane ran its matrix default.
     let changes = match store.mode_changes(&lane.name, to).await {
         Ok(c) => c,
-        Err(e) => return store_error(e),
+        Err(e) => return Err(e.into()),
     };
     let at_start =
         changes.iter().rev().find(|(at, _)| *at <= from).map(|(_, m)| *m).unwrap_or(Some(lane.default_mode));
@@ -495,29 +501,29 @@ pub async fn capture_baseline(req: &mut Request, store: &Store, op: &Operator, l
     modes.extend(changes.iter().filter(|(at, _)| *at > from).copied());
     if let Some((at, m)) = modes.iter().find(|(_, m)| !matches!(m, Some(Mode::Manual | Mode::Shadow))) {
         let what = m.map(|m| m.as_str()).unwrap_or("unknown");
-        return error(
+        return Err(error(
             409,
             "lane_not_manual",
             &format!(
                 "the lane ran {what} from {} inside the window; capture only a period when it ran manual or shadow",
                 crate::core::time::format_rfc3339_ms(*at)
             ),
-        );
+        ).into());
     }
     let facts = match store.lane_facts(&lane.name, from, to).await {
         Ok(f) => f,
-        Err(e) => return store_error(e),
+        Err(e) => return Err(e.into()),
     };
     let k = kpi::compute(&facts, &lane.name, from, to, now);
     let baseline = match Baseline::capture(&k, now) {
         Ok(b) => b,
         Err(e @ (BaselineError::Missing(_) | BaselineError::Invalid(_))) => {
-            return error(409, "insufficient_data", &e.to_string());
+            return Err(error(409, "insufficient_data", &e.to_string()).into());
         }
     };
     match store.insert_baseline(&lane.name, &baseline, &note, &op.actor).await {
-        Ok(stored) => json(201, &json!({ "segment": lane.name, "baseline": stored, "kpis": k })),
-        Err(e) => store_error(e),
+        Ok(stored) => Ok(json(201, &json!({ "segment": lane.name, "baseline": stored, "kpis": k }))),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -540,25 +546,23 @@ fn window(pairs: &[(String, String)], now: i64) -> Result<(i64, i64), Response> 
 
 /// `GET /admin/segments/{lane}/kpis?from=&to=` (`explain=true`: the queries' plans).
 pub async fn get_kpis(req: &Request, store: &Store, lane: &str) -> Response {
-    let lane = match lane_of(lane) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    answer(get_kpis_inner(req, store, lane).await)
+}
+
+async fn get_kpis_inner(req: &Request, store: &Store, lane: &str) -> Result<Response, ApiError> {
+    let lane = lane_of(lane)?;
     let pairs = query_pairs(req);
     let now = now_ms();
-    let (from, to) = match window(&pairs, now) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+    let (from, to) = window(&pairs, now)?;
     if pairs.iter().any(|(k, v)| k == "explain" && v == "true") {
         return match store.kpi_plans(&lane.name, from, to).await {
-            Ok(plans) => json(200, &json!({ "plans": plans })),
-            Err(e) => store_error(e),
+            Ok(plans) => Ok(json(200, &json!({ "plans": plans }))),
+            Err(e) => Err(e.into()),
         };
     }
     match store.lane_facts(&lane.name, from, to).await {
-        Ok(facts) => json(200, &kpi::compute(&facts, &lane.name, from, to, now)),
-        Err(e) => store_error(e),
+        Ok(facts) => Ok(json(200, &kpi::compute(&facts, &lane.name, from, to, now))),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -578,29 +582,28 @@ fn comparison(e: &Evaluation) -> Value {
 /// `GET /admin/segments/{lane}/report`: baseline vs observed, each gate with its evidence,
 /// the 72-hour decision, and for a shadow lane the agreement with operators.
 pub async fn get_report(req: &Request, env: &Env, store: &Store, lane: &str) -> Response {
-    let lane = match lane_of(lane) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    answer(get_report_inner(req, env, store, lane).await)
+}
+
+async fn get_report_inner(req: &Request, env: &Env, store: &Store, lane: &str) -> Result<Response, ApiError> {
+    let lane = lane_of(lane)?;
     let pairs = query_pairs(req);
     let requested = match pairs.iter().find(|(k, _)| k == "now") {
         Some((_, v)) => match parse_time(v) {
             Some(t) => Some(t),
-            None => return error(400, "invalid_time", "now must be epoch milliseconds or an RFC 3339 time"),
+            None => {
+                return Err(
+                    error(400, "invalid_time", "now must be epoch milliseconds or an RFC 3339 time").into()
+                )
+            }
         },
         None => None,
     };
-    let now = match clock(env, requested) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let flags = match flags(env) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let now = clock(env, requested)?;
+    let flags = flags(env)?;
     let loaded = match load(store, &flags, lane, now, now_ms()).await {
         Ok(l) => l,
-        Err(e) => return store_error(e),
+        Err(e) => return Err(e.into()),
     };
     let e = gates::evaluate(&loaded.input, now);
     // A release decided `expand` stays decided; a rollback shows through `already_alerted_for`.
@@ -629,7 +632,7 @@ pub async fn get_report(req: &Request, env: &Env, store: &Store, lane: &str) -> 
             Ok(p) => {
                 json!({ "from_ms": since, "to_ms": now.saturating_add(1), "result": agreement_rate(&p) })
             }
-            Err(err) => return store_error(err),
+            Err(err) => return Err(err.into()),
         }
     } else {
         Value::Null
@@ -638,9 +641,9 @@ pub async fn get_report(req: &Request, env: &Env, store: &Store, lane: &str) -> 
     let runs = store.gate_runs(&lane.name, 12).await;
     let (baselines, runs) = match (baselines, runs) {
         (Ok(b), Ok(r)) => (b, r),
-        (Err(err), _) | (_, Err(err)) => return store_error(err),
+        (Err(err), _) | (_, Err(err)) => return Err(err.into()),
     };
-    json(
+    Ok(json(
         200,
         &json!({
             "segment": lane.name,
@@ -662,5 +665,5 @@ pub async fn get_report(req: &Request, env: &Env, store: &Store, lane: &str) -> 
             "baseline_history": baselines,
             "recent_gate_runs": runs,
         }),
-    )
+    ))
 }
