@@ -3,7 +3,7 @@
 
 use super::context::{now_ms, Edge};
 use super::queue::enqueue;
-use super::store::{Lifecycle, OrderRow};
+use super::store::OrderRow;
 use super::writer::{self, Change};
 use crate::core::apply::sweep;
 use crate::core::fulfilment::QueueMessage;
@@ -93,18 +93,7 @@ async fn sweep_timeouts(edge: &Edge, now: i64) -> StepResult {
 async fn sweep_one(edge: &Edge, row: &OrderRow, lane: &crate::core::rules::Lane, now: i64) -> bool {
     let rec = writer::record_with(row, &[], &[], now);
     let Some(applied) = sweep(&rec, lane, now) else { return true };
-    let change = Change {
-        shop: &row.shop,
-        order_id: &row.order_id,
-        webhook_id: None,
-        prior: Some(row),
-        open: &[],
-        body_order: None,
-        actor: super::ingest::ACTOR,
-        note: None,
-        now_ms: now,
-        lifecycle: Lifecycle::default(),
-    };
+    let change = Change::to(row, &[], super::ingest::ACTOR, now);
     match writer::statements(&edge.store, &change, &applied) {
         Ok(st) => edge.store.batch(st).await.is_ok(),
         Err(_) => false,

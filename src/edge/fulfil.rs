@@ -188,25 +188,14 @@ async fn claim(
     }
     let rec = writer::record_from(row, reads, now);
     let applied = apply_action(&rec, Action::SubmissionClaimed, None, now);
-    let change = Change {
-        shop: &row.shop,
-        order_id: &row.order_id,
-        webhook_id: None,
-        prior: Some(row),
-        open: &reads.open,
-        body_order: None,
-        actor: ACTOR,
-        note: None,
-        now_ms: now,
-        lifecycle: Lifecycle {
-            lease: LeaseOp::Take { id: lease, until_ms: until },
-            attempts: Some(attempt),
-            // If this consumer dies, the cron finds the order once the lease is over.
-            next_attempt_ms: Some(Some(until)),
-            document: Some(true),
-            ..Lifecycle::default()
-        },
-    };
+    let change = Change::to(row, &reads.open, ACTOR, now).with(Lifecycle {
+        lease: LeaseOp::Take { id: lease, until_ms: until },
+        attempts: Some(attempt),
+        // If this consumer dies, the cron finds the order once the lease is over.
+        next_attempt_ms: Some(Some(until)),
+        document: Some(true),
+        ..Lifecycle::default()
+    });
     let mut statements = writer::statements(store, &change, &applied)?;
     statements.push(store.start_attempt(
         RequestKind::Submit,
@@ -455,18 +444,7 @@ async fn record(edge: &Edge, msg: &QueueMessage, lease: &str, sent: &Sent) -> Re
         held: moved && applied.record.as_ref().is_some_and(|r| r.state == State::Hold),
         ..Lifecycle::default()
     };
-    let change = Change {
-        shop: &row.shop,
-        order_id: &row.order_id,
-        webhook_id: None,
-        prior: Some(row),
-        open: &reads.open,
-        body_order: None,
-        actor: ACTOR,
-        note: None,
-        now_ms: now,
-        lifecycle,
-    };
+    let change = Change::to(row, &reads.open, ACTOR, now).with(lifecycle);
     let mut statements = writer::statements(store, &change, &applied)?;
     statements.push(finish);
     if let (Some(cause), true) = (e.dead_letter, moved) {
@@ -532,18 +510,8 @@ async fn hold_for_mode(
     let rec = writer::record_from(row, reads, now);
     let applied = apply_action(&rec, Action::ModeManual, None, now);
     let note = format!("lane {} is {mode} at send time: held instead of sent", row.segment);
-    let change = Change {
-        shop: &row.shop,
-        order_id: &row.order_id,
-        webhook_id: None,
-        prior: Some(row),
-        open: &reads.open,
-        body_order: None,
-        actor: MODE_ACTOR,
-        note: Some(&note),
-        now_ms: now,
-        lifecycle: Lifecycle { held: true, ..Lifecycle::default() },
-    };
+    let change = Change { note: Some(&note), ..Change::to(row, &reads.open, MODE_ACTOR, now) }
+        .with(Lifecycle { held: true, ..Lifecycle::default() });
     match edge.store.batch(writer::statements(&edge.store, &change, &applied)?).await {
         Ok(()) => Ok(Disposition::Ack),
         Err(StoreError::Conflict) => Ok(Disposition::Wait(1)),

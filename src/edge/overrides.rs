@@ -154,18 +154,8 @@ pub async fn apply_operator(
     }
     let resolves =
         row.state == State::Hold && applied.record.as_ref().is_some_and(|r| r.state != State::Hold);
-    let change = Change {
-        shop,
-        order_id,
-        webhook_id: None,
-        prior: Some(&row),
-        open: &reads.open,
-        body_order: None,
-        actor: &op.actor,
-        note: Some(note),
-        now_ms: now,
-        lifecycle: Lifecycle { resolved: resolves, ..Lifecycle::default() },
-    };
+    let change = Change { note: Some(note), ..Change::to(&row, &reads.open, &op.actor, now) }
+        .with(Lifecycle { resolved: resolves, ..Lifecycle::default() });
     let statements = writer::statements(store, &change, &applied)?;
     match store.batch(statements).await {
         Ok(()) => {}

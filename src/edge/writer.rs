@@ -72,6 +72,29 @@ pub struct Change<'a> {
     pub lifecycle: Lifecycle<'a>,
 }
 
+impl<'a> Change<'a> {
+    /// A change to a stored order by `actor` with no body of its own (operators, the
+    /// consumer, the cron): the prior row and the claims it held.
+    pub fn to(row: &'a OrderRow, open: &'a [(String, i64)], actor: &'a str, now_ms: i64) -> Change<'a> {
+        Change {
+            shop: &row.shop,
+            order_id: &row.order_id,
+            webhook_id: None,
+            prior: Some(row),
+            open,
+            body_order: None,
+            actor,
+            note: None,
+            now_ms,
+            lifecycle: Lifecycle::default(),
+        }
+    }
+
+    pub fn with(self, lifecycle: Lifecycle<'a>) -> Change<'a> {
+        Change { lifecycle, ..self }
+    }
+}
+
 /// The statements for one `Applied`.
 pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResult<Vec<D1PreparedStatement>> {
     let mut out = Vec::new();
