@@ -374,6 +374,36 @@ test('defect 5, the lease ends while an attempt is in flight: no concurrent POST
   }
 });
 
+test('defect 5 (takeover), an acceptance that returns after another consumer took the lease is recorded at once, not dropped', async () => {
+  await loadStock([{ sku: 'LC-5T', available: 100 }]);
+  const o = order({ lines: [{ sku: 'LC-5T', quantity: 1 }] });
+  let seen;
+  const firstSeen = new Promise((r) => { seen = r; });
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  scripts.set(o.id, async (req) => {
+    seen(req);
+    await gate;
+    return { status: 200 };
+  });
+  try {
+    await deliverOk(o.raw);
+    const first = await Promise.race([firstSeen, sleep(30_000).then(() => null)]);
+    assert.ok(first, 'the first POST reached the warehouse');
+    // As if the lease had run out and a second consumer had claimed the order meanwhile.
+    const until = Date.now() + 120_000;
+    await stack.sql(`UPDATE orders SET lease_id = 'another-consumer', lease_until = ${until} WHERE shop = '${SHOP}' AND order_id = '${o.id}'`);
+  } finally {
+    release();
+  }
+  // The warehouse accepted: that is a fact, recorded now (not when the other lease ends).
+  await c.waitState(o.id, 'submitted', 8_000);
+  assert.equal(c.posts(o.id).length, 1, 'sent once');
+  assert.equal(await reserved(o.id, 'LC-5T'), 1, 'the unit is handed over, not given back');
+  assert.equal(await c.stock('LC-5T'), 99);
+  assert.deepEqual(await c.chainProblems(o.id), []);
+});
+
 // ---- defect 6: a failed re-enqueue ----
 
 test('defect 6, a ready order whose retry message is lost is re-sent by the next cron run, not 12.5 h later', async () => {
