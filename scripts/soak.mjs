@@ -21,7 +21,7 @@ const seeds = seedsSpec.startsWith('random:')
   : seedsSpec.split(',').map((s) => Number(s.trim())).filter(Number.isFinite);
 const orders = Number(env.SOAK_ORDERS ?? 200);
 const durationMs = env.SOAK_DURATION_MS ? Number(env.SOAK_DURATION_MS) : undefined;
-const quiesceMs = Number(env.SOAK_QUIESCE_MS ?? 120_000);
+const quiesceMs = Number(env.SOAK_QUIESCE_MS ?? 150_000);
 
 const reports = [];
 for (const seed of seeds) {

@@ -11,7 +11,7 @@ const ORDERS = 40;
 
 for (const seed of SEEDS) {
   test(`soak seed ${seed}: ${ORDERS} orders under a flaky warehouse keep every lifecycle invariant`, { timeout: 150_000 }, async () => {
-    const report = await runSoak({ seed, orders: ORDERS, durationMs: 25_000, quietMs: 5500, quiesceMs: 35_000, log: (m) => console.log(m) });
+    const report = await runSoak({ seed, orders: ORDERS, durationMs: 25_000, quietMs: 5500, quiesceMs: 100_000, log: (m) => console.log(m) });
     const text = formatReport(report);
     console.log(text);
     assert.equal(report.error, undefined, `seed ${seed}: the run failed\n${text}`);

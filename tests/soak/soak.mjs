@@ -331,6 +331,10 @@ async function drive(stack, c, ops, { limit = 8, log }) {
 const q = (s) => `'${String(s).replace(/'/g, "''")}'`;
 
 /** Waits until no attempt is in flight and the warehouse has been quiet for `quietMs`. */
+// A ready order whose message was lost is re-sent by the cron once it is a minute overdue
+// (README, "Nothing waits for ever"): with ready orders left, wait at least that long.
+const RECOVERY_MS = 75_000;
+
 async function quiesce(stack, c, warehouse, finalModes, { quietMs, maxMs, cronEveryMs = 5000, minCrons = 3, log }) {
   warehouse.quiesce();
   const started = Date.now();
@@ -351,7 +355,8 @@ async function quiesce(stack, c, warehouse, finalModes, { quietMs, maxMs, cronEv
     const readyAuto = rows.filter((x) => finalModes[x.segment] === 'auto').reduce((s, x) => s + x.ready, 0);
     const quietFor = Date.now() - Math.max(warehouse.lastActivity(), lastCron);
     last = { inFlight, readyAuto, quietFor, crons };
-    if (inFlight === 0 && quietFor >= quietMs && (readyAuto === 0 || crons >= minCrons)) {
+    const recovered = crons >= minCrons && Date.now() - started >= RECOVERY_MS;
+    if (inFlight === 0 && quietFor >= quietMs && (readyAuto === 0 || recovered)) {
       return { quiesced: true, ms: Date.now() - started, ...last };
     }
     await sleep(1000);
@@ -611,7 +616,7 @@ function tally(items, keyOf) {
  * quietMs and quiesceMs (the end), concurrency, log (a function for progress lines).
  * Returns the report; `report.ok` is true when every invariant held.
  */
-export async function runSoak({ seed = 1, orders = 40, durationMs, quietMs = 5500, quiesceMs = 60_000, concurrency = 8, log = () => {} } = {}) {
+export async function runSoak({ seed = 1, orders = 40, durationMs, quietMs = 5500, quiesceMs = 150_000, concurrency = 8, log = () => {} } = {}) {
   const runStart = Date.now();
   durationMs ??= Math.max(15_000, orders * 500);
   const report = { seed, orders, durationMs, ok: false, phases: {}, notes: [] };
@@ -681,6 +686,10 @@ export async function runSoak({ seed = 1, orders = 40, durationMs, quietMs = 550
     report.finalStates = tally(d1.orders, (o) => stateText(o.state, o.reason));
     report.traces = traces({ plan, warehouse, d1, t0, invariants: report.invariants });
     report.ok = report.invariants.every((i) => i.pass);
+    if (!report.ok) {
+      const errors = stack.logs.join('').split('\n').filter((l) => /error|panick|retried|failed/i.test(l));
+      if (errors.length) report.notes.push(`Worker errors (last 40 of ${errors.length}):\n${errors.slice(-40).join('\n')}`);
+    }
   } catch (e) {
     report.error = e?.stack ?? String(e);
     report.notes.push(`wrangler log tail:\n${stack.logs.join('').slice(-4000)}`);
