@@ -10,7 +10,7 @@ const SEEDS = (process.env.SOAK_TEST_SEEDS ?? '101,202').split(',').map((s) => N
 const ORDERS = 40;
 
 for (const seed of SEEDS) {
-  test(`soak seed ${seed}: ${ORDERS} orders under a flaky warehouse keep every lifecycle invariant`, { timeout: 150_000 }, async () => {
+  test(`soak seed ${seed}: ${ORDERS} orders under a flaky warehouse keep every lifecycle invariant`, { timeout: 200_000 }, async () => {
     const report = await runSoak({ seed, orders: ORDERS, durationMs: 25_000, quietMs: 5500, quiesceMs: 100_000, log: (m) => console.log(m) });
     const text = formatReport(report);
     console.log(text);
