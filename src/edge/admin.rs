@@ -4,7 +4,10 @@
 use serde::Deserialize;
 use worker::{Env, Method, Request, Response};
 
-use super::api::{authenticate, body, error, json, now_ms, query_pairs, store_error, unavailable, Operator};
+use super::api::{
+    answer, authenticate, body, error, json, now_ms, query_pairs, store_error, unavailable, ApiError,
+    Operator,
+};
 use super::config;
 use super::flags::Flags;
 use super::gates;
@@ -22,14 +25,14 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
     let store = Store::new(db);
     let method = req.method();
     match (method, segments) {
-        (Method::Put, ["stock"]) => put_stock(&mut req, &store, &op).await,
+        (Method::Put, ["stock"]) => answer(put_stock(&mut req, &store, &op).await),
         (Method::Get, ["stock"]) => match store.stock_all().await {
             Ok(rows) => json(200, &serde_json::json!({ "stock": rows })),
             Err(e) => store_error(e),
         },
         (Method::Put, ["segments", segment, "mode"]) => {
             let Ok(kv) = env.kv(config::FLAGS) else { return unavailable(5) };
-            put_mode(&mut req, &store, &Flags::new(kv), &op, segment).await
+            answer(put_mode(&mut req, &store, &Flags::new(kv), &op, segment).await)
         }
         (Method::Get, ["audit"]) => list::<AuditOut>(&req, &store, query::audit, true).await,
         (Method::Get, ["exceptions"]) => {
@@ -48,7 +51,7 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
         }
         (Method::Post, ["dead-letters", "redrive"]) => overrides::redrive_bulk(req, env, &op).await,
         (Method::Post, ["dead-letters", id, "redrive"]) => overrides::redrive_one(req, env, &op, id).await,
-        (Method::Post, ["faults"]) => faults(&mut req, env).await,
+        (Method::Post, ["faults"]) => answer(faults(&mut req, env).await),
         (Method::Put, ["segments", segment, "baseline"]) => {
             gates::put_baseline(&mut req, &store, &op, segment).await
         }
@@ -91,28 +94,25 @@ enum StockBody {
 
 /// `PUT /admin/stock`: `[{"sku": "...", "available": N}, ...]` (or `{"stock": [...], "note": "..."}`)
 /// sets what may be claimed per SKU, in one transaction.
-async fn put_stock(req: &mut Request, store: &Store, op: &Operator) -> Response {
-    let (lines, note) = match body::<StockBody>(req).await {
-        Ok(StockBody::List(l)) => (l, None),
-        Ok(StockBody::Wrapped { stock, note }) => (stock, note),
-        Err(r) => return r,
+async fn put_stock(req: &mut Request, store: &Store, op: &Operator) -> Result<Response, ApiError> {
+    let (lines, note) = match body::<StockBody>(req).await? {
+        StockBody::List(l) => (l, None),
+        StockBody::Wrapped { stock, note } => (stock, note),
     };
     if lines.is_empty() || lines.len() > 1000 {
-        return error(400, "invalid_stock", "send between 1 and 1000 stock lines");
+        return Err(ApiError::new(400, "invalid_stock", "send between 1 and 1000 stock lines"));
     }
     if let Some(bad) = lines.iter().find(|l| l.sku.trim().is_empty() || l.available < 0) {
-        return error(
+        return Err(ApiError::new(
             400,
             "invalid_stock",
-            &format!("sku {:?}: sku must be non-empty and available >= 0", bad.sku),
-        );
+            format!("sku {:?}: sku must be non-empty and available >= 0", bad.sku),
+        ));
     }
     let rows: Vec<(String, i64)> =
         lines.into_iter().map(|l| (l.sku.trim().to_string(), l.available)).collect();
-    match store.put_stock(&rows, now_ms(), &op.actor, note.as_deref()).await {
-        Ok(()) => json(200, &serde_json::json!({ "updated": rows.len() })),
-        Err(e) => store_error(e),
-    }
+    store.put_stock(&rows, now_ms(), &op.actor, note.as_deref()).await?;
+    Ok(json(200, &serde_json::json!({ "updated": rows.len() })))
 }
 
 #[derive(Deserialize)]
@@ -122,32 +122,29 @@ struct ModeBody {
 }
 
 /// `PUT /admin/segments/{segment}/mode` `{"mode": "auto|shadow|manual", "note": "..."}`.
-async fn put_mode(req: &mut Request, store: &Store, flags: &Flags, op: &Operator, segment: &str) -> Response {
-    let b = match body::<ModeBody>(req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let Some(mode) = Mode::parse(b.mode.trim()) else {
-        return error(400, "invalid_mode", "mode must be auto, shadow or manual");
-    };
-    let Some(note) = b.note.filter(|n| !n.trim().is_empty()) else {
-        return error(400, "note_required", "every change needs a note");
-    };
+async fn put_mode(
+    req: &mut Request,
+    store: &Store,
+    flags: &Flags,
+    op: &Operator,
+    segment: &str,
+) -> Result<Response, ApiError> {
+    let b = body::<ModeBody>(req).await?;
+    let mode = Mode::parse(b.mode.trim())
+        .ok_or_else(|| ApiError::new(400, "invalid_mode", "mode must be auto, shadow or manual"))?;
+    let note = b
+        .note
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ApiError::new(400, "note_required", "every change needs a note"))?;
     if !super::context::matrix().is_ok_and(|m| m.lane(segment).is_some()) {
-        return error(404, "unknown_segment", "no such segment in the route matrix");
+        return Err(ApiError::new(404, "unknown_segment", "no such segment in the route matrix"));
     }
     if let Err(e) = flags.set_mode(segment, mode).await {
         worker::console_error!("KV put failed: {e}");
-        return unavailable(5);
+        return Err(ApiError::Answered(unavailable(5)));
     }
-    let statements = match store.note_mode(segment, mode, ModeSource::Set, now_ms(), &op.actor, Some(&note)) {
-        Ok(s) => s,
-        Err(e) => return store_error(e),
-    };
-    match store.batch(statements).await {
-        Ok(()) => json(200, &serde_json::json!({ "segment": segment, "mode": mode })),
-        Err(e) => store_error(e),
-    }
+    store.batch(store.note_mode(segment, mode, ModeSource::Set, now_ms(), &op.actor, Some(&note))?).await?;
+    Ok(json(200, &serde_json::json!({ "segment": segment, "mode": mode })))
 }
 
 #[derive(Deserialize)]
@@ -158,16 +155,13 @@ struct FaultsBody {
 
 /// `POST /admin/faults` (only with `ALLOW_FAULTS=1`, on local test stacks): makes the next
 /// `kv_read_failures` KV reads of this isolate fail, as a KV outage would.
-async fn faults(req: &mut Request, env: &Env) -> Response {
+async fn faults(req: &mut Request, env: &Env) -> Result<Response, ApiError> {
     if !super::context::Settings::from_env(env).allow_faults {
-        return error(404, "not_found", "no such admin endpoint");
+        return Err(ApiError::new(404, "not_found", "no such admin endpoint"));
     }
-    let b = match body::<FaultsBody>(req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let b = body::<FaultsBody>(req).await?;
     super::context::inject_kv_failures(b.kv_read_failures);
-    json(200, &serde_json::json!({ "kv_read_failures": b.kv_read_failures }))
+    Ok(json(200, &serde_json::json!({ "kv_read_failures": b.kv_read_failures })))
 }
 
 /// A row that can be paged by (time, id).

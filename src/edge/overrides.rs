@@ -48,22 +48,19 @@ pub async fn order_action(
     order_id: &str,
     name: &str,
 ) -> Response {
-    let Some(action) = action_of(name) else {
-        return error(404, "unknown_action", "actions: release, force-ready, hold, stop");
-    };
-    let b: ActionBody = match body(&mut req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let note = match required_note(b.note) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let Some(edge) = Edge::new(env) else { return super::api::unavailable(5) };
     answer(
-        apply_operator(&edge, op, shop, order_id, action, &note, b.expected_state.as_deref())
-            .await
-            .map(|v| json(200, &v)),
+        async {
+            let action = action_of(name).ok_or_else(|| {
+                ApiError::new(404, "unknown_action", "actions: release, force-ready, hold, stop")
+            })?;
+            let b: ActionBody = body(&mut req).await?;
+            let note = required_note(b.note)?;
+            let edge = Edge::new(env).ok_or_else(|| ApiError::Answered(super::api::unavailable(5)))?;
+            let v =
+                apply_operator(&edge, op, shop, order_id, action, &note, b.expected_state.as_deref()).await?;
+            Ok(json(200, &v))
+        }
+        .await,
     )
 }
 
@@ -198,17 +195,18 @@ pub struct RedriveBody {
 /// `POST /admin/dead-letters/{id}/redrive`: sends a dead-lettered order again (same
 /// idempotency key after transient failures, a new submission after a refusal).
 pub async fn redrive_one(mut req: Request, env: &Env, op: &Operator, id: &str) -> Response {
-    let Ok(id) = id.parse::<i64>() else { return error(404, "dead_letter_not_found", "no such dead letter") };
-    let b: RedriveBody = match body(&mut req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let note = match required_note(b.note) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let Some(edge) = Edge::new(env) else { return super::api::unavailable(5) };
-    answer(redrive(&edge, op, id, &note).await.map(|v| json(200, &v)))
+    answer(
+        async {
+            let id = id
+                .parse::<i64>()
+                .map_err(|_| ApiError::new(404, "dead_letter_not_found", "no such dead letter"))?;
+            let b: RedriveBody = body(&mut req).await?;
+            let note = required_note(b.note)?;
+            let edge = Edge::new(env).ok_or_else(|| ApiError::Answered(super::api::unavailable(5)))?;
+            Ok(json(200, &redrive(&edge, op, id, &note).await?))
+        }
+        .await,
+    )
 }
 
 async fn redrive(edge: &Edge, op: &Operator, id: i64, note: &str) -> Result<serde_json::Value, ApiError> {
