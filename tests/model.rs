@@ -91,26 +91,7 @@ fn base_value() -> &'static Value {
     static B: OnceLock<Value> = OnceLock::new();
     B.get_or_init(|| {
         let full: Value = serde_json::from_str(FIXTURE).expect("fixture JSON");
-        let keep = [
-            "id",
-            "name",
-            "email",
-            "contact_email",
-            "customer",
-            "financial_status",
-            "fulfillment_status",
-            "source_name",
-            "currency",
-            "total_price",
-            "tags",
-            "shipping_address",
-            "billing_address",
-            "line_items",
-            "shipping_lines",
-            "created_at",
-            "updated_at",
-            "cancelled_at",
-        ];
+        let keep = orderlane::core::order::ORDER_KEYS;
         let mut o = Map::new();
         for k in keep {
             if let Some(v) = full.get(k) {

@@ -152,7 +152,7 @@ pub fn parse_order(body: &[u8]) -> Result<Order, PayloadError> {
 }
 
 /// The order keys [`order_from_value`] reads, and those of each line item.
-pub(crate) const ORDER_KEYS: &[&str] = &[
+pub const ORDER_KEYS: &[&str] = &[
     "id",
     "name",
     "email",
