@@ -144,8 +144,12 @@ impl Action {
         )
     }
 
-    fn event(self) -> Event {
-        match self {
+    /// The event of an action that carries no rules' outcome (`None` for a release, whose
+    /// target the rules decide).
+    fn event(self) -> Option<Event> {
+        Some(match self {
+            Action::OperatorRelease => return None,
+            Action::OperatorForceReady => Event::OperatorForceReady,
             Action::OperatorHold => Event::OperatorHold,
             Action::OperatorStop => Event::OperatorStop,
             Action::ModeManual => Event::ModeManual,
@@ -158,10 +162,7 @@ impl Action {
             Action::CancelShipped => Event::CancelShipped,
             Action::CancelFailed => Event::CancelFailed,
             Action::CancelAttemptFailed => Event::CancelAttemptFailed,
-            Action::OperatorForceReady => Event::OperatorForceReady,
-            // Carries the rules' target; built by `apply_action`.
-            Action::OperatorRelease => Event::OperatorRelease(Target::new(State::New, None)),
-        }
+        })
     }
 }
 
@@ -354,7 +355,10 @@ pub fn apply_action(
                 .unwrap_or_default();
             step(rec, after, Event::OperatorForceReady, None, reservations, detail)
         }
-        other => step(rec, after, other.event(), None, Vec::new(), detail),
+        other => match other.event() {
+            Some(event) => step(rec, after, event, None, Vec::new(), detail),
+            None => ignored(rec, EventKind::OperatorRelease, Ignore::NotApplicable, detail),
+        },
     }
 }
 

@@ -170,20 +170,11 @@ async fn claim(
     let store = &edge.store;
     let until = now + edge.settings.lease_ms();
     let attempt = i64::from(msg.attempt);
+    let start =
+        store.start_attempt(msg.kind, &row.shop, &row.order_id, row.submission, attempt, lease, now)?;
     if msg.kind == RequestKind::Cancel {
-        let statements = vec![
-            store.claim_cancel(&row.shop, &row.order_id, row.seq, attempt, lease, until)?,
-            store.start_attempt(
-                RequestKind::Cancel,
-                &row.shop,
-                &row.order_id,
-                row.submission,
-                attempt,
-                lease,
-                now,
-            )?,
-        ];
-        let changes = store.batch_changes(statements).await?;
+        let claim = store.claim_cancel(&row.shop, &row.order_id, row.seq, attempt, lease, until)?;
+        let changes = store.batch_changes(vec![claim, start]).await?;
         return Ok(changes.first() == Some(&1));
     }
     let rec = writer::record_from(row, reads, now);
@@ -197,15 +188,7 @@ async fn claim(
         ..Lifecycle::default()
     });
     let mut statements = writer::statements(store, &change, &applied)?;
-    statements.push(store.start_attempt(
-        RequestKind::Submit,
-        &row.shop,
-        &row.order_id,
-        row.submission,
-        attempt,
-        lease,
-        now,
-    )?);
+    statements.push(start);
     match store.batch(statements).await {
         Ok(()) => Ok(true),
         Err(StoreError::Conflict) => Ok(false),
@@ -364,10 +347,10 @@ fn ending<'a>(msg: &QueueMessage, row: &OrderRow, sent: &'a Sent, edge: &Edge, n
                 ..base
             }
         }
-        Step::RetryAfter { delay_secs, next_attempt } => {
+        Step::RetryAfter { delay_secs, .. } => {
             let delay = retry::scaled_delay(delay_secs, class, edge.settings.delay_scale);
             // The message carries the absolute attempt number (the schedule counts per round).
-            let next = msg.attempt.saturating_add(next_attempt.saturating_sub(position));
+            let next = msg.attempt.saturating_add(1);
             Ending {
                 action: if cancel { Action::CancelAttemptFailed } else { Action::AttemptFailed },
                 next_due_ms: Some(now + i64::from(delay) * 1000),
