@@ -484,6 +484,23 @@ test('defect 8, KV read failures in the consumer delay the order, never hold it:
   assert.equal(accepted(o.id).length, 1);
 });
 
+test('defect 8 (webhook), a KV failure while routing is answered 503 with nothing recorded; the retry is accepted', async () => {
+  await loadStock([{ sku: 'LC-8W', available: 10 }]);
+  const o = order({ lines: [{ sku: 'LC-8W', quantity: 1 }] });
+  const webhookId = `kv-${o.id}`;
+  assert.equal((await c.faults({ kv_read_failures: 1 })).status, 200);
+  const first = await c.send(o.raw, { webhookId });
+  assert.equal(first.status, 503, JSON.stringify(first.body));
+  assert.equal(first.body.error, 'storage_unavailable');
+  assert.ok(first.headers.get('retry-after'), 'Shopify is told when to retry');
+  assert.deepEqual(await stack.sql(`SELECT id FROM deliveries WHERE webhook_id = '${webhookId}'`), []);
+  assert.equal(await c.stateOf(o.id), null, 'no order row, no guess at the lane mode');
+  // Shopify's retry carries the same webhook id.
+  const again = await c.send(o.raw, { webhookId });
+  assert.equal(again.body.status, 'accepted');
+  await c.waitState(o.id, 'submitted');
+});
+
 test('defect 8 (stale KV), a stale KV auto after a rollback does not record a phantom release', async () => {
   try {
     const rel = await c.setMode('eu', 'auto', 'e2e: release eu');
