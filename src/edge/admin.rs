@@ -143,7 +143,9 @@ async fn put_mode(
         worker::console_error!("KV put failed: {e}");
         return Err(ApiError::Answered(unavailable(5)));
     }
-    store.batch(store.note_mode(segment, mode, ModeSource::Set, now_ms(), &op.actor, Some(&note))?).await?;
+    let now = now_ms();
+    store.batch(store.note_mode(segment, mode, ModeSource::Set, now, &op.actor, Some(&note))?).await?;
+    super::memo::noted(segment, mode, now);
     Ok(json(200, &serde_json::json!({ "segment": segment, "mode": mode })))
 }
 

@@ -1,6 +1,8 @@
 //! Binding names (they match wrangler.toml) and configuration read from the environment.
 
 use crate::core::webhook::WebhookConfig;
+use std::sync::OnceLock;
+
 use worker::Env;
 
 pub const DB: &str = "DB";
@@ -13,11 +15,16 @@ pub fn text(env: &Env, name: &str) -> Option<String> {
     value.ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
-/// Webhook secrets and the shop allow-list. `None` when the required secret is unset, so
-/// the Worker refuses every delivery rather than accepting unsigned ones.
-pub fn webhook(env: &Env) -> Option<WebhookConfig> {
-    let secret = text(env, "SHOPIFY_WEBHOOK_SECRET")?;
-    let previous = text(env, "SHOPIFY_WEBHOOK_SECRET_PREVIOUS");
-    let allowed = text(env, "ALLOWED_SHOPS").unwrap_or_default();
-    Some(WebhookConfig::new(&secret, previous.as_deref(), &allowed))
+/// Webhook secrets and the shop allow-list, read once per isolate (secrets and vars are
+/// fixed for its life). `None` when the required secret is unset, so the Worker refuses every
+/// delivery rather than accepting unsigned ones.
+pub fn webhook(env: &Env) -> Option<&'static WebhookConfig> {
+    static CFG: OnceLock<Option<WebhookConfig>> = OnceLock::new();
+    CFG.get_or_init(|| {
+        let secret = text(env, "SHOPIFY_WEBHOOK_SECRET")?;
+        let previous = text(env, "SHOPIFY_WEBHOOK_SECRET_PREVIOUS");
+        let allowed = text(env, "ALLOWED_SHOPS").unwrap_or_default();
+        Some(WebhookConfig::new(&secret, previous.as_deref(), &allowed))
+    })
+    .as_ref()
 }

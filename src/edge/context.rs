@@ -1,5 +1,5 @@
-//! One context per event: the bindings, every setting parsed once, the route matrix and the
-//! lane-mode rule. Handlers take an `&Edge` and never reach into `Env` themselves.
+//! One context per event: the bindings, the settings (parsed once per isolate), the route
+//! matrix and the lane-mode rule. Handlers take an `&Edge` and never reach into `Env` themselves.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -8,6 +8,7 @@ use worker::{Date, Env, Queue};
 
 use super::config;
 use super::flags::{Flag, Flags};
+use super::memo;
 use super::store::Store;
 use crate::core::lifecycle::{self, KvMode};
 use crate::core::rules::Matrix;
@@ -25,6 +26,8 @@ pub struct Settings {
     pub delay_scale: f64,
     /// Local stacks only: `POST /admin/faults`.
     pub allow_faults: bool,
+    /// How long routing reuses a lane mode read from KV (`MODE_CACHE_MS`, at most 60 s).
+    pub mode_cache_ms: i64,
 }
 
 impl Settings {
@@ -41,6 +44,10 @@ impl Settings {
                 .filter(|v| *v > 0.0 && *v <= 1.0)
                 .unwrap_or(1.0),
             allow_faults: config::text(env, "ALLOW_FAULTS").as_deref() == Some("1"),
+            mode_cache_ms: config::text(env, "MODE_CACHE_MS")
+                .and_then(|v| v.parse::<i64>().ok())
+                .filter(|v| (0..=lifecycle::KV_PROPAGATION_MS).contains(v))
+                .unwrap_or(memo::MODE_CACHE_MS),
         }
     }
 
@@ -60,7 +67,9 @@ pub struct Edge {
     pub store: Store,
     pub flags: Option<Flags>,
     pub queue: Option<Queue>,
-    pub settings: Settings,
+    pub settings: &'static Settings,
+    /// KV reads this event made (reported with D1's round trips in `Server-Timing`).
+    pub kv_reads: Cell<u32>,
 }
 
 impl Edge {
@@ -71,7 +80,8 @@ impl Edge {
             store: Store::new(db),
             flags: env.kv(config::FLAGS).ok().map(Flags::new),
             queue: env.queue(config::FULFILMENT_QUEUE).ok(),
-            settings: Settings::from_env(env),
+            settings: settings(env),
+            kv_reads: Cell::new(0),
         })
     }
 
@@ -79,21 +89,44 @@ impl Edge {
         matrix()
     }
 
-    /// What KV says for a lane. An error is an error: callers retry later, never guess.
+    /// What KV says for a lane, read now. An error is an error: callers retry later, never guess.
     pub async fn kv_mode(&self, lane: &str) -> Result<KvMode, String> {
         if take_injected_kv_failure() {
             return Err("injected KV failure".into());
         }
         let Some(flags) = self.flags.as_ref() else { return Err("FLAGS binding missing".into()) };
-        Ok(match flags.mode(lane).await? {
-            Flag::Set(m) => KvMode::Set(m),
-            Flag::Unset => KvMode::Unset,
-            Flag::Invalid(v) => {
-                worker::console_error!("KV segment:{lane}:mode holds {v:?}, not a mode: treating as manual");
-                KvMode::Invalid
-            }
-        })
+        self.kv_reads.set(self.kv_reads.get() + 1);
+        let flag = flags.mode(lane).await?;
+        memo::remember_mode(lane, flag.clone(), now_ms());
+        Ok(kv_mode_of(lane, flag))
     }
+
+    /// What KV said for a lane at most `mode_cache_ms` ago (routing's read: the send-time
+    /// check reads [`Edge::kv_mode`]).
+    pub async fn kv_mode_cached(&self, lane: &str) -> Result<KvMode, String> {
+        match memo::mode(lane, now_ms(), self.settings.mode_cache_ms) {
+            Some(flag) => Ok(kv_mode_of(lane, flag)),
+            None => self.kv_mode(lane).await,
+        }
+    }
+}
+
+fn kv_mode_of(lane: &str, flag: Flag) -> KvMode {
+    match flag {
+        Flag::Set(m) => KvMode::Set(m),
+        Flag::Unset => KvMode::Unset,
+        Flag::Invalid(v) => {
+            worker::console_error!("KV segment:{lane}:mode holds {v:?}, not a mode: treating as manual");
+            KvMode::Invalid
+        }
+    }
+}
+
+/// The settings, parsed once per isolate: vars and secrets are fixed for an isolate's life
+/// (a change is a new deployment, and new isolates).
+fn settings(env: &Env) -> &'static Settings {
+    static S: OnceLock<Settings> = OnceLock::new();
+    S.get_or_init(|| Settings::from_env(env))
 }
 
 /// The compiled-in route matrix, validated once per isolate.

@@ -1,5 +1,6 @@
-//! KV flags: a segment's routing mode, read on every decision so that
-//! `wrangler kv key put --binding FLAGS segment:<name>:mode manual` takes effect without a deploy.
+//! KV flags: a segment's routing mode, read by every decision (routing reuses a read for up
+//! to `memo::MODE_CACHE_MS`) so that `wrangler kv key put --binding FLAGS segment:<name>:mode
+//! manual` takes effect without a deploy.
 
 use worker::kv::KvStore;
 
@@ -34,12 +35,15 @@ impl Flags {
         })
     }
 
+    /// Writes the mode; this isolate's routing sees it at once (`memo`).
     pub async fn set_mode(&self, segment: &str, mode: Mode) -> Result<(), String> {
         self.kv
             .put(&mode_key(segment), mode.as_str())
             .map_err(|e| e.to_string())?
             .execute()
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        super::memo::remember_mode(segment, Flag::Set(mode), super::context::now_ms());
+        Ok(())
     }
 }

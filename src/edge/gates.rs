@@ -216,6 +216,8 @@ pub async fn evaluate_lane(
     {
         // KV already says manual; routing records the change on the next order.
         worker::console_error!("gates: recording {} as manual failed: {err:?}", lane.name);
+    } else {
+        super::memo::noted(&lane.name, Mode::Manual, now_real);
     }
     let alert_status = match (e.alert, alert_url) {
         (false, _) => None,

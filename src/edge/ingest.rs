@@ -2,14 +2,23 @@
 //! write the delivery record, the order, stock claims and audit rows in ONE D1 batch. A lost
 //! race (another delivery for the same order, or the last unit claimed first) fails the batch
 //! as a whole; it is then re-decided from fresh state.
+//!
+//! Round trips: a fresh `orders/create` skips the read (one batch, its guess checked by guards
+//! in the batch); any other delivery reads once (order, claims, stock, an earlier verdict, the
+//! stored body for a verdict, and whether it is a repeat) and writes once. The lane mode comes
+//! from this isolate's copy of KV (`memo`).
+
+use std::collections::BTreeMap;
 
 use super::context::Edge;
-use super::queue;
-use super::store::{ModeSource, NewDelivery, ReadPlan, StoreError};
+use super::store::{Guess, ModeSource, NewDelivery, OrderReads, ReadPlan, StockGuess, StoreError};
 use super::writer::{self, email_hash, Change};
+use super::{memo, queue};
 use crate::core::apply::{apply_delivery, Delivery as CoreDelivery, Incoming, RouteEnv};
+use crate::core::lifecycle::KvMode;
 use crate::core::order::{parse_order, parse_risk_event, Order, RiskEvent};
-use crate::core::rules::Matrix;
+use crate::core::rules::{inventory, Lane, Matrix};
+use crate::core::types::Mode;
 use crate::core::webhook::{Delivery, Topic};
 
 /// Attempts before answering 503 (Shopify then retries the delivery later).
@@ -66,15 +75,18 @@ pub async fn record_and_route(
         Parsed::Order(o) => o.id.0.clone(),
         Parsed::Risk(r) => r.order_id.0.clone(),
     };
+    // A fresh order is decided on a guess (no prior row, stock as last seen) and written in
+    // one round trip; a wrong guess fails its guard and the order is read and decided again.
+    let mut basis = match (&parsed, topic) {
+        (Parsed::Order(_), Topic::OrdersCreate) => Basis::Guess,
+        _ => Basis::Read,
+    };
     for _ in 0..MAX_RACES {
-        match attempt(edge, m, d, topic, &parsed, &order_id, body, now_ms).await {
-            Err(StoreError::Conflict) => {
-                if edge.store.delivery_id(&d.shop, &d.webhook_id).await?.is_some() {
-                    return Ok(Recorded::Duplicate);
-                }
-                // Lost a race on the order or its stock: decide again from fresh state.
-            }
-            other => return other.map(|()| Recorded::Accepted { review: false }),
+        match attempt(edge, m, d, topic, &parsed, &order_id, body, now_ms, basis).await {
+            // Duplicate, guess wrong, or a race lost on the order or its stock: read (the
+            // read answers a duplicate) and decide again from fresh state.
+            Err(StoreError::Conflict) => basis = Basis::Read,
+            other => return other,
         }
     }
     Err(StoreError::Unavailable("too many concurrent changes to this order".into()))
@@ -82,6 +94,49 @@ pub async fn record_and_route(
 
 fn skus_of(o: &Order) -> Vec<String> {
     o.line_items.iter().filter_map(|l| l.sku.clone()).collect()
+}
+
+/// What a decision starts from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Basis {
+    /// Assume a fresh order; guards check the assumption in the write batch.
+    Guess,
+    /// Read the order, its claims and what the rules need first.
+    Read,
+}
+
+/// The reads a fresh order is decided on, and the guards that check them.
+fn guess<'a>(o: &Order, lane: &Lane, hash: Option<&'a str>, now_ms: i64) -> (OrderReads, Guess<'a>) {
+    let mut stock = BTreeMap::new();
+    let mut facts = Vec::new();
+    for (sku, need) in inventory::needed(o).0 {
+        let fact = match memo::stock(&sku).flatten() {
+            Some(avail) if avail >= need => StockGuess::AtLeast(need),
+            Some(avail) => StockGuess::Exactly(avail),
+            None => StockGuess::Absent,
+        };
+        if let Some(avail) = memo::stock(&sku).flatten() {
+            stock.insert(sku.clone(), avail);
+        }
+        facts.push((sku, fact));
+    }
+    let email = match (hash, lane.fraud.email_velocity.as_ref()) {
+        (Some(h), Some(v)) => Some((h, now_ms - i64::from(v.window_minutes) * 60_000, v.max_orders)),
+        _ => None,
+    };
+    let reads = OrderReads {
+        row: None,
+        open: Vec::new(),
+        consigned: Vec::new(),
+        stock,
+        email_orders: 1,
+        early_risk_body: None,
+        last_attempt: None,
+        recorded_mode: None,
+        duplicate: false,
+        stored_body: None,
+    };
+    (reads, Guess { email, stock: facts })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -94,7 +149,8 @@ async fn attempt(
     order_id: &str,
     body: &[u8],
     now_ms: i64,
-) -> Result<(), StoreError> {
+    basis: Basis,
+) -> Result<Recorded, StoreError> {
     let store = &edge.store;
     // The order the rules run on: the body itself, or for a verdict the latest stored body.
     let body_order = match parsed {
@@ -102,47 +158,51 @@ async fn attempt(
         Parsed::Risk(_) => None,
     };
     let hash = body_order.and_then(|o| o.email.as_deref()).map(email_hash);
-    let skus = body_order.map(skus_of).unwrap_or_default();
-    let window_ms = body_order
-        .map(|o| m.lane_for(&d.shop, o))
-        .and_then(|l| l.fraud.email_velocity.as_ref())
-        .map(|v| i64::from(v.window_minutes) * 60_000)
-        .unwrap_or(0);
-    let plan = ReadPlan {
-        skus: &skus,
-        email: hash.as_deref().map(|h| (h, now_ms - window_ms)),
-        early_risk: true,
-        ..ReadPlan::default()
-    };
-    let mut reads = store.order_reads(&d.shop, order_id, &plan).await?;
-    // A verdict needs the stored order to re-run the rules with, and its stock.
-    let stored_order = match (parsed, reads.row.as_ref().and_then(|r| r.payload_delivery_id)) {
-        (Parsed::Risk(_), Some(id)) => store.body(id).await?.and_then(|b| parse_order(&b).ok()),
-        _ => None,
-    };
-    if let Some(o) = stored_order.as_ref() {
-        let extra = skus_of(o);
-        if !extra.is_empty() {
-            reads.stock = store
-                .order_reads(&d.shop, order_id, &ReadPlan { skus: &extra, ..ReadPlan::default() })
-                .await?
-                .stock;
+    let body_lane = body_order.map(|o| m.lane_for(&d.shop, o));
+    let (reads, guards) = match (basis, body_order, body_lane) {
+        (Basis::Guess, Some(o), Some(lane)) => {
+            let (reads, g) = guess(o, lane, hash.as_deref(), now_ms);
+            (reads, store.guess_guards(&d.shop, order_id, &g)?)
         }
-    }
+        _ => {
+            let skus = body_order.map(skus_of).unwrap_or_default();
+            let velocity = body_lane.and_then(|l| l.fraud.email_velocity.as_ref());
+            let plan = ReadPlan {
+                skus: &skus,
+                email: hash
+                    .as_deref()
+                    .zip(velocity)
+                    .map(|(h, v)| (h, now_ms - i64::from(v.window_minutes) * 60_000)),
+                early_risk: true,
+                webhook_id: Some(&d.webhook_id),
+                stored_body: body_order.is_none(),
+                ..ReadPlan::default()
+            };
+            let reads = store.order_reads(&d.shop, order_id, &plan).await?;
+            if reads.duplicate {
+                return Ok(Recorded::Duplicate);
+            }
+            memo::saw_stock(&skus, &reads.stock);
+            (reads, Vec::new())
+        }
+    };
+    // A verdict re-runs the rules on the stored order (its stock came with the read).
+    let stored_order = reads.stored_body.as_deref().and_then(|b| parse_order(b).ok());
     let prior = reads.row.as_ref().map(|r| writer::record_from(r, &reads, now_ms));
     let early_risk =
         reads.early_risk_body.as_deref().and_then(|b| parse_risk_event(b).ok()).map(|r| r.risk_level);
-    let lane_name = match (body_order, &stored_order, &prior) {
-        (Some(o), _, _) | (None, Some(o), _) => m.lane_for(&d.shop, o).name.clone(),
+    let lane_name = match (body_lane, &stored_order, &prior) {
+        (Some(l), _, _) => l.name.clone(),
+        (None, Some(o), _) => m.lane_for(&d.shop, o).name.clone(),
         (None, None, Some(p)) => p.lane.clone(),
         _ => crate::core::rules::DEFAULT_LANE.to_string(),
     };
     // A KV error is not a mode: the delivery is answered 503 and Shopify retries it.
-    let kv = edge.kv_mode(&lane_name).await.map_err(StoreError::Unavailable)?;
+    let kv = edge.kv_mode_cached(&lane_name).await.map_err(StoreError::Unavailable)?;
     let mode = match kv {
-        crate::core::lifecycle::KvMode::Set(mode) => Some(mode),
-        crate::core::lifecycle::KvMode::Unset => None,
-        crate::core::lifecycle::KvMode::Invalid => Some(crate::core::types::Mode::Manual),
+        KvMode::Set(mode) => Some(mode),
+        KvMode::Unset => None,
+        KvMode::Invalid => Some(Mode::Manual),
     };
     let env = RouteEnv {
         matrix: m,
@@ -169,16 +229,16 @@ async fn attempt(
         customer_id: body_order.and_then(|o| o.customer_id.as_ref()).map(|c| c.0.as_str()),
         body: Some(body),
     };
-    let mut statements = store.record_delivery(&new)?;
-    let lane_default = m.lane(&lane_name).map(|l| l.default_mode).unwrap_or(crate::core::types::Mode::Manual);
-    statements.extend(store.note_mode(
-        &lane_name,
-        mode.unwrap_or(lane_default),
-        ModeSource::Observed,
-        now_ms,
-        ACTOR,
-        None,
-    )?);
+    let mut statements = guards;
+    statements.extend(store.record_delivery(&new)?);
+    // The lane's mode is recorded when it changes (and at most once a minute per isolate
+    // when it does not): the gates date a release from it.
+    let lane_default = m.lane(&lane_name).map(|l| l.default_mode).unwrap_or(Mode::Manual);
+    let seen = mode.unwrap_or(lane_default);
+    let note = !memo::noted_recently(&lane_name, seen, now_ms);
+    if note {
+        statements.extend(store.note_mode(&lane_name, seen, ModeSource::Observed, now_ms, ACTOR, None)?);
+    }
     let change = Change {
         shop: &d.shop,
         order_id,
@@ -193,6 +253,9 @@ async fn attempt(
     };
     statements.extend(writer::statements(store, &change, &applied)?);
     store.batch(statements).await?;
+    if note {
+        memo::noted(&lane_name, seen, now_ms);
+    }
     queue::follow_up(edge, &d.shop, order_id, &applied, now_ms).await;
-    Ok(())
+    Ok(Recorded::Accepted { review: false })
 }

@@ -12,6 +12,7 @@ mod gates;
 mod http;
 mod ingest;
 mod kpi_store;
+mod memo;
 mod outbound;
 mod overrides;
 mod queue;

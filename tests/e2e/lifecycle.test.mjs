@@ -511,7 +511,7 @@ test('defect 8 (stale KV), a stale KV auto after a rollback does not record a ph
     assert.equal(back.status, 200, JSON.stringify(back.body));
     const [{ id: rollbackRow }] = await stack.sql("SELECT MAX(id) AS id FROM audit_log WHERE event = 'mode_changed' AND segment = 'eu'");
 
-    await stack.kvPut('segment:eu:mode', 'auto'); // an edge still serving the cached auto
+    await stack.kvFlip('segment:eu:mode', 'auto'); // an edge still serving the cached auto
     const o = orderJson({ country: 'DE', zip: '10115', currency: 'EUR' });
     assert.equal((await c.send(o.raw)).status, 200);
     await stack.kvPut('segment:eu:mode', 'manual');

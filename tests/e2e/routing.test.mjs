@@ -161,7 +161,7 @@ test('cancelled stops an order not yet submitted and returns its reservation', a
 });
 
 test('a KV flip of one lane to manual changes that lane only; shadow sends nothing', async () => {
-  await stack.kvPut('segment:eu:mode', 'manual');
+  await stack.kvFlip('segment:eu:mode', 'manual');
   const eu = orderJson({ country: 'FR', zip: '75001', currency: 'EUR' });
   const us = orderJson();
   await send(eu.raw);
@@ -171,7 +171,7 @@ test('a KV flip of one lane to manual changes that lane only; shadow sends nothi
   const modeRows = await stack.sql("SELECT detail FROM audit_log WHERE event = 'mode_changed' AND segment = 'eu'");
   assert.ok(modeRows.some((r) => JSON.parse(r.detail).to === 'manual'), 'the KV change was audited when seen');
 
-  await stack.kvPut('segment:default:mode', 'shadow');
+  await stack.kvFlip('segment:default:mode', 'shadow');
   const sh = orderJson();
   await send(sh.raw);
   const v = await view(sh.id);
@@ -180,7 +180,7 @@ test('a KV flip of one lane to manual changes that lane only; shadow sends nothi
   assert.equal(v.order.shadow_state, 'ready-for-fulfilment');
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(stack.fake.requests.filter((q) => q.json?.order_id === sh.id).length, 0, 'shadow sent nothing');
-  await stack.kvPut('segment:default:mode', 'auto');
+  await stack.kvFlip('segment:default:mode', 'auto');
 });
 
 test('release paths: an inventory hold released after a stock load, a fraud hold released by an operator', async () => {

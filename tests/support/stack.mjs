@@ -80,6 +80,9 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true } 
     FULFILMENT_URL: `${fake.url}/fulfilments`,
     ALERT_URL: `${fake.url}/alerts`,
     ALLOWED_SHOPS: `${SHOP},second-shop.myshopify.com`,
+    // Routing reuses a KV read for this long (10 s in production): short, so tests that flip
+    // KV directly wait little (`kvFlip`).
+    MODE_CACHE_MS: '500',
     ...vars,
   };
   const args = ['dev', '--port', String(port), '--ip', '127.0.0.1', '--inspector-port', String(inspector),
@@ -125,6 +128,11 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true } 
     },
     async kvPut(key, value) {
       await wrangler('kv', 'key', 'put', '--binding', 'FLAGS', '--local', '--persist-to', persist, key, value);
+    },
+    /** A KV put as operators make it, then a wait until routing's copy of KV has expired. */
+    async kvFlip(key, value) {
+      await this.kvPut(key, value);
+      await new Promise((r) => setTimeout(r, Number(allVars.MODE_CACHE_MS) + 100));
     },
     async kvGet(key) {
       try {

@@ -7,7 +7,12 @@ mod orders;
 mod stock;
 
 pub use attempts::{AttemptEnd, DeadLetter};
-pub use orders::{DecisionCols, LeaseOp, Lifecycle, OrderCols, OrderReads, OrderRow, OrderWrite, ReadPlan};
+pub use orders::{
+    DecisionCols, Guess, LeaseOp, Lifecycle, OrderCols, OrderReads, OrderRow, OrderWrite, ReadPlan,
+    StockGuess,
+};
+
+use std::cell::Cell;
 
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement};
@@ -40,6 +45,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 pub struct Store {
     pub(super) db: D1Database,
+    /// D1 round trips and statements this event made, for `Server-Timing`.
+    trips: Cell<u32>,
+    statements: Cell<u32>,
 }
 
 pub(crate) fn s(v: &str) -> JsValue {
@@ -69,20 +77,22 @@ pub struct NewDelivery<'a> {
 
 impl Store {
     pub fn new(db: D1Database) -> Self {
-        Store { db }
+        Store { db, trips: Cell::new(0), statements: Cell::new(0) }
+    }
+
+    /// Counts one round trip of `statements` statements.
+    pub(crate) fn count(&self, statements: usize) {
+        self.trips.set(self.trips.get() + 1);
+        self.statements.set(self.statements.get() + statements as u32);
+    }
+
+    /// `(round trips, statements)` so far.
+    pub fn cost(&self) -> (u32, u32) {
+        (self.trips.get(), self.statements.get())
     }
 
     pub(crate) fn stmt(&self, sql: &str, args: &[JsValue]) -> StoreResult<D1PreparedStatement> {
         Ok(self.db.prepare(sql).bind(args)?)
-    }
-
-    /// The id of an already recorded (shop, webhook id), if any.
-    pub async fn delivery_id(&self, shop: &str, webhook_id: &str) -> StoreResult<Option<i64>> {
-        let st = self.stmt(
-            "SELECT id FROM deliveries WHERE shop = ?1 AND webhook_id = ?2",
-            &[s(shop), s(webhook_id)],
-        )?;
-        Ok(st.first::<i64>(Some("id")).await?)
     }
 
     /// The statements that durably record one delivery and its raw body. Run them in one
@@ -132,6 +142,7 @@ impl Store {
 
     /// Runs statements as one transaction; returns how many rows each one changed.
     pub async fn batch_changes(&self, statements: Vec<D1PreparedStatement>) -> StoreResult<Vec<usize>> {
+        self.count(statements.len());
         let results = self.db.batch(statements).await?;
         let mut changes = Vec::with_capacity(results.len());
         for r in &results {

@@ -87,6 +87,10 @@ pub struct OrderReads {
     pub last_attempt: Option<(i64, bool)>,
     /// The lane's last recorded mode change: `(mode, since)`.
     pub recorded_mode: Option<(Mode, i64)>,
+    /// The delivery asked about (`ReadPlan::webhook_id`) is already recorded.
+    pub duplicate: bool,
+    /// The order's latest stored body (`ReadPlan::stored_body`).
+    pub stored_body: Option<Vec<u8>>,
 }
 
 impl OrderReads {
@@ -114,6 +118,10 @@ pub struct ReadPlan<'a> {
     pub attempt_of_cancel: Option<bool>,
     /// The lane's recorded mode.
     pub lane_mode: bool,
+    /// Whether this delivery (shop, webhook id) is already recorded.
+    pub webhook_id: Option<&'a str>,
+    /// The order's latest stored body, and stock for the SKUs its lines name.
+    pub stored_body: bool,
 }
 
 /// D1 caps bound parameters per statement at 100.
@@ -214,7 +222,33 @@ impl Store {
                 &key,
             )?);
         }
+        if let Some(id) = plan.webhook_id {
+            slots.delivery = Some(statements.len());
+            statements.push(self.stmt(
+                "SELECT COUNT(*) AS n FROM deliveries WHERE shop = ?1 AND webhook_id = ?2",
+                &[s(shop), s(id)],
+            )?);
+        }
+        if plan.stored_body {
+            slots.body = Some(statements.len());
+            statements.push(self.stmt(
+                "SELECT b.encoding, b.body FROM orders o JOIN delivery_bodies b ON b.delivery_id = o.payload_delivery_id \
+                 WHERE o.shop = ?1 AND o.order_id = ?2",
+                &key,
+            )?);
+        }
         let stock_from = statements.len();
+        if plan.stored_body {
+            // The stored body's SKUs, read by SQLite itself so the verdict path takes one
+            // round trip; a body that is not JSON names none.
+            statements.push(self.stmt(
+                "SELECT sku, available FROM stock WHERE sku IN (SELECT json_extract(l.value, '$.sku') \
+                 FROM json_each((SELECT CASE WHEN b.encoding = 'utf8' AND json_valid(b.body) THEN b.body END \
+                   FROM orders o JOIN delivery_bodies b ON b.delivery_id = o.payload_delivery_id \
+                   WHERE o.shop = ?1 AND o.order_id = ?2), '$.line_items') l)",
+                &key,
+            )?);
+        }
         let mut skus: Vec<&String> = plan.skus.iter().collect();
         skus.sort();
         skus.dedup();
@@ -226,6 +260,7 @@ impl Store {
                 &args,
             )?);
         }
+        self.count(statements.len());
         let results = self.db.batch(statements).await?;
         let row = match results.first() {
             Some(r) => r.results::<OrderRow>()?.into_iter().next(),
@@ -265,6 +300,16 @@ impl Store {
                 .and_then(|m| Mode::parse(&m.mode).map(|mode| (mode, m.seen_ms))),
             None => None,
         };
+        let duplicate = match slots.delivery.and_then(|i| results.get(i)) {
+            Some(r) => r.results::<Count>()?.first().is_some_and(|c| c.n > 0),
+            None => false,
+        };
+        let stored_body = match slots.body.and_then(|i| results.get(i)) {
+            Some(r) => {
+                r.results::<BodyRow>()?.into_iter().next().and_then(|b| decode_body(&b.encoding, b.body))
+            }
+            None => None,
+        };
         let mut stock = BTreeMap::new();
         for r in results.iter().skip(stock_from) {
             stock.extend(r.results::<SkuAvail>()?.into_iter().map(|x| (x.sku, x.available)));
@@ -278,6 +323,8 @@ impl Store {
             early_risk_body,
             last_attempt,
             recorded_mode,
+            duplicate,
+            stored_body,
         })
     }
 
@@ -338,6 +385,8 @@ impl Store {
 
 #[derive(Default)]
 struct Slots {
+    delivery: Option<usize>,
+    body: Option<usize>,
     email: Option<usize>,
     risk: Option<usize>,
     attempt: Option<usize>,
@@ -594,5 +643,85 @@ impl Store {
              WHERE shop = ?1 AND order_id = ?2 AND seq = ?3",
             &args,
         )?))
+    }
+}
+
+/// What a fresh order is decided on without reading first: no order row, no risk verdict
+/// that came before it, the velocity rule cannot fire, and each SKU's stock as last seen.
+/// [`Store::guess_guards`] turns it into statements that fail the batch when it is wrong.
+pub struct Guess<'a> {
+    /// `(email hash, since_ms, max_orders)`: fewer than `max_orders` other orders from this
+    /// email since `since_ms`.
+    pub email: Option<(&'a str, i64, u32)>,
+    pub stock: Vec<(String, StockGuess)>,
+}
+
+/// The stock fact a decision rests on, per SKU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockGuess {
+    /// No stock row.
+    Absent,
+    /// A row with at least this many units (the rules only compare with what is needed).
+    AtLeast(i64),
+    /// A row with exactly this many (short: the explanation quotes the number).
+    Exactly(i64),
+}
+
+/// SKUs per guard statement (two bound values each, under D1's 100).
+const GUARD_SKUS: usize = 40;
+
+impl Store {
+    /// `INSERT INTO batch_guards (ok) SELECT 0 WHERE <the guess is wrong>`: inserts nothing
+    /// when it holds, and violates the table's CHECK (failing the batch as `Conflict`) when
+    /// it does not. Put first in the batch: it sees the state before the batch's writes.
+    pub fn guess_guards(
+        &self,
+        shop: &str,
+        order_id: &str,
+        g: &Guess<'_>,
+    ) -> StoreResult<Vec<D1PreparedStatement>> {
+        let mut out = Vec::new();
+        let mut conds: Vec<String> = vec![
+            "EXISTS (SELECT 1 FROM orders WHERE shop = ?1 AND order_id = ?2)".into(),
+            "EXISTS (SELECT 1 FROM deliveries WHERE shop = ?1 AND order_id = ?2 \
+             AND topic = 'orders/risk_assessment_changed')"
+                .into(),
+        ];
+        let mut args = vec![s(shop), s(order_id)];
+        if let Some((hash, since, max)) = g.email {
+            conds.push(
+                "(SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE shop = ?1 AND email_hash = ?3 \
+                 AND order_created_ms >= ?4 AND order_id != ?2 LIMIT ?5)) >= ?5"
+                    .into(),
+            );
+            args.extend([s(hash), n(since), n(i64::from(max))]);
+        }
+        let mut chunks = g.stock.chunks(GUARD_SKUS).peekable();
+        loop {
+            for (sku, fact) in chunks.next().unwrap_or_default() {
+                let (k, v) = (args.len() + 1, args.len() + 2);
+                args.push(s(sku));
+                conds.push(match fact {
+                    StockGuess::Absent => format!("EXISTS (SELECT 1 FROM stock WHERE sku = ?{k})"),
+                    StockGuess::AtLeast(q) => {
+                        args.push(n(*q));
+                        format!("COALESCE((SELECT available FROM stock WHERE sku = ?{k}), -1) < ?{v}")
+                    }
+                    StockGuess::Exactly(q) => {
+                        args.push(n(*q));
+                        format!("(SELECT available FROM stock WHERE sku = ?{k}) IS NOT ?{v}")
+                    }
+                });
+            }
+            out.push(self.stmt(
+                &format!("INSERT INTO batch_guards (ok) SELECT 0 WHERE {}", conds.join(" OR ")),
+                &args,
+            )?);
+            if chunks.peek().is_none() {
+                return Ok(out);
+            }
+            conds.clear();
+            args.clear();
+        }
     }
 }
