@@ -41,7 +41,7 @@ pub async fn handle(mut req: Request, env: &Env) -> Response {
         Ok(b) => b,
         Err(_) => return error(400, "unreadable_body", "the request body could not be read"),
     };
-    let delivery = match webhook::check(&Headers(req.headers()), &body, &cfg) {
+    let delivery = match webhook::check(&Headers(req.headers()), &body, cfg) {
         Ok(d) => d,
         Err(r) => return reject(r),
     };
