@@ -173,15 +173,61 @@ pub const ORDER_KEYS: &[&str] = &[
     "cancelled_at",
 ];
 const LINE_KEYS: &[&str] = &["id", "sku", "quantity", "fulfillable_quantity", "requires_shipping", "title"];
+const CUSTOMER_KEYS: &[&str] = &["id", "email"];
+const ADDRESS_KEYS: &[&str] = &[
+    "name",
+    "first_name",
+    "last_name",
+    "address1",
+    "address2",
+    "city",
+    "zip",
+    "province_code",
+    "country_code",
+];
+const SHIPPING_LINE_KEYS: &[&str] = &["title", "code"];
 
-/// A projection of a JSON value: an object keeps only the keys of its level (`line_items`
-/// projected in turn); any other value is kept as one of the same kind, so the reader's
-/// "is it an object / an array / null" checks and their errors stay the same.
+/// A projection of a JSON value: an object keeps only the keys its reader reads, nested
+/// objects and arrays of objects projected in turn (the sample's customer, addresses and
+/// shipping lines are mostly fields routing never reads); any other value is kept as one of
+/// the same kind, so the reader's "is it an object / an array / null" checks and their
+/// errors stay the same.
 #[derive(Clone, Copy)]
 enum Keep {
     Order,
+    Customer,
+    Address,
+    /// An array of `Line`.
     Lines,
     Line,
+    /// An array of `ShippingLine`.
+    ShippingLines,
+    ShippingLine,
+}
+
+impl Keep {
+    /// The keys kept in an object at this level; `None` where an array belongs.
+    fn keys(self) -> Option<&'static [&'static str]> {
+        match self {
+            Keep::Order => Some(ORDER_KEYS),
+            Keep::Customer => Some(CUSTOMER_KEYS),
+            Keep::Address => Some(ADDRESS_KEYS),
+            Keep::Line => Some(LINE_KEYS),
+            Keep::ShippingLine => Some(SHIPPING_LINE_KEYS),
+            Keep::Lines | Keep::ShippingLines => None,
+        }
+    }
+
+    /// How the value under `key` of an order is projected, if it is.
+    fn below(self, key: &str) -> Option<Keep> {
+        match (self, key) {
+            (Keep::Order, "customer") => Some(Keep::Customer),
+            (Keep::Order, "shipping_address" | "billing_address") => Some(Keep::Address),
+            (Keep::Order, "line_items") => Some(Keep::Lines),
+            (Keep::Order, "shipping_lines") => Some(Keep::ShippingLines),
+            _ => None,
+        }
+    }
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Keep {
@@ -199,22 +245,19 @@ impl<'de> serde::de::Visitor<'de> for Keep {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let keys = match self {
-            Keep::Order => ORDER_KEYS,
-            Keep::Line => LINE_KEYS,
-            Keep::Lines => {
-                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
-                return Ok(Value::Object(Map::new())); // an object where an array belongs
-            }
+        let Some(keys) = self.keys() else {
+            while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+            return Ok(Value::Object(Map::new())); // an object where an array belongs
         };
         let mut out = Map::new();
         while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match keys.iter().find(|w| **w == k) {
-                Some(&"line_items") if matches!(self, Keep::Order) => {
-                    out.insert("line_items".into(), map.next_value_seed(Keep::Lines)?);
-                }
                 Some(w) => {
-                    out.insert((*w).to_string(), map.next_value::<Value>()?);
+                    let v = match self.below(w) {
+                        Some(inner) => map.next_value_seed(inner)?,
+                        None => map.next_value::<Value>()?,
+                    };
+                    out.insert((*w).to_string(), v);
                 }
                 None => {
                     map.next_value::<serde::de::IgnoredAny>()?;
@@ -226,12 +269,18 @@ impl<'de> serde::de::Visitor<'de> for Keep {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        if let Keep::Lines = self {
-            while let Some(v) = seq.next_element_seed(Keep::Line)? {
-                out.push(v);
+        let item = match self {
+            Keep::Lines => Some(Keep::Line),
+            Keep::ShippingLines => Some(Keep::ShippingLine),
+            _ => None,
+        };
+        match item {
+            Some(item) => {
+                while let Some(v) = seq.next_element_seed(item)? {
+                    out.push(v);
+                }
             }
-        } else {
-            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            None => while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {},
         }
         Ok(Value::Array(out))
     }

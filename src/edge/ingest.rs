@@ -256,6 +256,6 @@ async fn attempt(
     if note {
         memo::noted(&lane_name, seen, now_ms);
     }
-    queue::follow_up(edge, &d.shop, order_id, &applied, now_ms).await;
+    queue::follow_up(edge, &d.shop, order_id, &applied, reads.row.is_none()).await;
     Ok(Recorded::Accepted { review: false })
 }

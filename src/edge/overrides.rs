@@ -178,7 +178,7 @@ pub async fn apply_operator(
         Err(e) => return Err(e.into()),
     }
     let new_state = applied.record.as_ref().map(|r| (r.state, r.reason));
-    super::queue::follow_up(edge, shop, order_id, &applied, now).await;
+    super::queue::follow_up(edge, shop, order_id, &applied, false).await;
     Ok(serde_json::json!({
         "shop": shop, "order_id": order_id,
         "state": new_state.map(|s| s.0), "reason": new_state.and_then(|s| s.1),

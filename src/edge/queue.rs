@@ -16,12 +16,18 @@ pub async fn enqueue(queue: &Queue, msg: &QueueMessage, delay_secs: u32) -> Resu
 }
 
 /// After a committed change: puts a freshly ready order on the queue (its next attempt), and
-/// a requested cancellation (its first attempt).
-pub async fn follow_up(edge: &Edge, shop: &str, order_id: &str, applied: &Applied, now_ms: i64) {
+/// a requested cancellation (its first attempt). `created` says the change created the
+/// order: its first submission's first attempt is known without reading the row back.
+/// (`orders.enqueued_ms` is stamped by the write that makes the order ready.)
+pub async fn follow_up(edge: &Edge, shop: &str, order_id: &str, applied: &Applied, created: bool) {
     if !applied.submit && !applied.cancel_downstream {
         return;
     }
     let Some(q) = edge.queue.as_ref() else { return };
+    if created && applied.submit {
+        send(q, shop, order_id, &QueueMessage::submit(shop, order_id, 1, 1)).await;
+        return;
+    }
     let row = match edge.store.order(shop, order_id).await {
         Ok(Some(r)) => r,
         _ => return,
@@ -34,12 +40,11 @@ pub async fn follow_up(edge: &Edge, shop: &str, order_id: &str, applied: &Applie
     } else {
         return;
     };
-    match enqueue(q, &msg, 0).await {
-        Ok(()) => {
-            if let Ok(st) = edge.store.mark_enqueued(shop, order_id, now_ms) {
-                let _ = edge.store.batch(vec![st]).await;
-            }
-        }
-        Err(e) => worker::console_error!("enqueue failed for {shop}:{order_id}, the cron will re-send: {e}"),
+    send(q, shop, order_id, &msg).await;
+}
+
+async fn send(q: &Queue, shop: &str, order_id: &str, msg: &QueueMessage) {
+    if let Err(e) = enqueue(q, msg, 0).await {
+        worker::console_error!("enqueue failed for {shop}:{order_id}, the cron will re-send: {e}");
     }
 }

@@ -102,7 +102,7 @@ impl Store {
         let m = d.delivery;
         let insert = self.stmt(
             "INSERT INTO deliveries (shop, webhook_id, topic, event_id, triggered_at, api_version, received_at, \
-             received_ms, body_size, body_sha256, order_id, outcome, detail) \
+             received_ms, body_size, body_hmac, order_id, outcome, detail) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%fZ', ?7 / 1000.0, 'unixepoch'), ?7, ?8, ?9, ?10, ?11, ?12)",
             &[
                 s(&m.shop),
@@ -113,7 +113,7 @@ impl Store {
                 opt(m.api_version.as_deref()),
                 n(d.received_ms),
                 n(m.body_size as i64),
-                s(&m.body_sha256),
+                s(&m.body_hmac),
                 opt(d.order_id),
                 s(d.outcome),
                 opt(d.detail),

@@ -163,6 +163,7 @@ impl Store {
             &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE shop = ?1 AND order_id = ?2"),
             &[s(shop), s(order_id)],
         )?;
+        self.count(1);
         Ok(st.first::<OrderRow>(None).await?)
     }
 
@@ -363,14 +364,6 @@ impl Store {
         Ok(st.all().await?.results()?)
     }
 
-    /// Marks an order's ready state as handed to the queue.
-    pub fn mark_enqueued(&self, shop: &str, order_id: &str, now_ms: i64) -> StoreResult<D1PreparedStatement> {
-        self.stmt(
-            "UPDATE orders SET enqueued_ms = ?3 WHERE shop = ?1 AND order_id = ?2",
-            &[s(shop), s(order_id), n(now_ms)],
-        )
-    }
-
     /// Gives up a lease this consumer holds, leaving everything else as it is.
     pub async fn free_lease(&self, shop: &str, order_id: &str, lease_id: &str) -> StoreResult<()> {
         self.stmt(
@@ -539,7 +532,8 @@ impl Store {
                 "INSERT INTO orders (shop, order_id, order_name, state, reason, segment, mode, shadow_state, shadow_reason, \
                rule_ids, explanation, rules_version, financial_status, risk_level, risk_at_ms, email_hash, total_cents, \
                currency, order_updated_ms, event_triggered_ms, payload_delivery_id, seq, created_ms, order_created_ms, \
-               routable_ms, routed_ms, held_ms, ready_ms, state_since_ms, updated_ms, submission, next_attempt_ms) \
+               routable_ms, routed_ms, held_ms, ready_ms, state_since_ms, updated_ms, submission, next_attempt_ms, \
+               enqueued_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, 'manual'), ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
                ?19, ?20, (SELECT id FROM deliveries WHERE shop = ?1 AND webhook_id = ?21), ?22, ?23, ?24, \
                CASE WHEN ?25 = 1 THEN ?23 END, \
@@ -547,7 +541,7 @@ impl Store {
                CASE WHEN ?4 = 'hold' THEN ?23 END, \
                CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END, \
                ?23, ?23, CASE WHEN ?4 = 'ready-for-fulfilment' THEN 1 ELSE 0 END, \
-               CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END) \
+               CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END, CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END) \
              ON CONFLICT (shop, order_id) DO UPDATE SET \
                order_name = CASE WHEN ?28 = 1 THEN ?3 ELSE order_name END, \
                financial_status = CASE WHEN ?28 = 1 THEN ?13 ELSE financial_status END, \
@@ -578,7 +572,7 @@ impl Store {
                next_attempt_ms = CASE WHEN {ENTERING} THEN ?23 \
                  WHEN ?4 != 'ready-for-fulfilment' AND cancel_state IS NOT 'requested' THEN NULL \
                  ELSE next_attempt_ms END, \
-               enqueued_ms = CASE WHEN {ENTERING} THEN NULL ELSE enqueued_ms END, \
+               enqueued_ms = CASE WHEN {ENTERING} THEN ?23 ELSE enqueued_ms END, \
                state = ?4, reason = ?5 \
              WHERE orders.seq = ?26"
             ),
