@@ -1,6 +1,6 @@
 # The two commands: `make dev` runs orderlane locally, `make test` runs every test.
 # Both install what they need first (scripts/setup.sh skips what is already there).
-.PHONY: setup build dev test test-native test-e2e lint bench bench-gates load soak
+.PHONY: setup build dev test test-native test-e2e lint bench bench-gates load soak compare
 
 export CI := true
 export WRANGLER_SEND_METRICS := false
@@ -40,3 +40,9 @@ load: build
 # The model-based soak at length (SOAK_SEEDS, SOAK_ORDERS); `make test` runs a short seeded one.
 soak: build
 	node scripts/soak.mjs
+
+# Side by side with a JavaScript peer (bench/compare/README.md): ROUNDS alternating rounds.
+compare: build
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	[ -d bench/compare/peer-js/node_modules ] || (cd bench/compare/peer-js && npm ci --no-audit --no-fund)
+	python3 bench/compare/compare.py . bench/compare/peer-js $(or $(ROUNDS),2) 10 16
