@@ -488,6 +488,8 @@ test('defect 8 (webhook), a KV failure while routing is answered 503 with nothin
   await loadStock([{ sku: 'LC-8W', available: 10 }]);
   const o = order({ lines: [{ sku: 'LC-8W', quantity: 1 }] });
   const webhookId = `kv-${o.id}`;
+  // Routing reuses a KV read for MODE_CACHE_MS (500 ms here): let it expire, so this delivery reads KV.
+  await new Promise((r) => setTimeout(r, 600));
   assert.equal((await c.faults({ kv_read_failures: 1 })).status, 200);
   const first = await c.send(o.raw, { webhookId });
   assert.equal(first.status, 503, JSON.stringify(first.body));
