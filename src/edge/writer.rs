@@ -126,6 +126,7 @@ pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResu
             webhook_id: c.webhook_id,
             expected_seq: expected,
             new_seq,
+            created: c.prior.is_none(),
             now_ms: c.now_ms,
             state: rec.state,
             reason: rec.reason,

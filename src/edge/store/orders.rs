@@ -393,6 +393,8 @@ pub struct OrderWrite<'a> {
     pub webhook_id: Option<&'a str>,
     pub expected_seq: i64,
     pub new_seq: i64,
+    /// No row was there: insert, never update.
+    pub created: bool,
     pub now_ms: i64,
     pub state: State,
     pub reason: Option<Reason>,
@@ -527,9 +529,9 @@ impl Store {
         const NEW_SUBMISSION: &str = "(submission = 0 OR EXISTS (SELECT 1 FROM submission_attempts a \
              WHERE a.shop = ?1 AND a.order_id = ?2 AND a.submission = orders.submission \
              AND a.outcome IN ('refused', 'out_of_stock')))";
-        self.stmt(
-            &format!(
-                "INSERT INTO orders (shop, order_id, order_name, state, reason, segment, mode, shadow_state, shadow_reason, \
+        // A new order: the insert alone (a short statement for the common path); a row that
+        // exists after all violates the key and fails the batch, which is then re-decided.
+        const INSERT: &str = "INSERT INTO orders (shop, order_id, order_name, state, reason, segment, mode, shadow_state, shadow_reason, \
                rule_ids, explanation, rules_version, financial_status, risk_level, risk_at_ms, email_hash, total_cents, \
                currency, order_updated_ms, event_triggered_ms, payload_delivery_id, seq, created_ms, order_created_ms, \
                routable_ms, routed_ms, held_ms, ready_ms, state_since_ms, updated_ms, submission, next_attempt_ms, \
@@ -541,7 +543,13 @@ impl Store {
                CASE WHEN ?4 = 'hold' THEN ?23 END, \
                CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END, \
                ?23, ?23, CASE WHEN ?4 = 'ready-for-fulfilment' THEN 1 ELSE 0 END, \
-               CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END, CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END) \
+               CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END, CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END)";
+        if w.created {
+            return self.stmt(INSERT, &args[..25]);
+        }
+        self.stmt(
+            &format!(
+                "{INSERT} \
              ON CONFLICT (shop, order_id) DO UPDATE SET \
                order_name = CASE WHEN ?28 = 1 THEN ?3 ELSE order_name END, \
                financial_status = CASE WHEN ?28 = 1 THEN ?13 ELSE financial_status END, \
