@@ -230,6 +230,29 @@ impl Keep {
     }
 }
 
+/// An object key, borrowed from the body when it has no escapes (every key Shopify sends):
+/// matching keys allocates nothing.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 impl<'de> serde::de::DeserializeSeed<'de> for Keep {
     type Value = Value;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -250,7 +273,7 @@ impl<'de> serde::de::Visitor<'de> for Keep {
             return Ok(Value::Object(Map::new())); // an object where an array belongs
         };
         let mut out = Map::new();
-        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             match keys.iter().find(|w| **w == k) {
                 Some(w) => {
                     let v = match self.below(w) {
