@@ -110,12 +110,13 @@ fn guess<'a>(o: &Order, lane: &Lane, hash: Option<&'a str>, now_ms: i64) -> (Ord
     let mut stock = BTreeMap::new();
     let mut facts = Vec::new();
     for (sku, need) in inventory::needed(o).0 {
-        let fact = match memo::stock(&sku).flatten() {
+        let seen = memo::stock(&sku).flatten();
+        let fact = match seen {
             Some(avail) if avail >= need => StockGuess::AtLeast(need),
             Some(avail) => StockGuess::Exactly(avail),
             None => StockGuess::Absent,
         };
-        if let Some(avail) = memo::stock(&sku).flatten() {
+        if let Some(avail) = seen {
             stock.insert(sku.clone(), avail);
         }
         facts.push((sku, fact));
