@@ -186,6 +186,8 @@ const ADDRESS_KEYS: &[&str] = &[
     "country_code",
 ];
 const SHIPPING_LINE_KEYS: &[&str] = &["title", "code"];
+/// The keys read inside a line item, the customer, an address and a shipping line.
+pub const NESTED_KEYS: &[&[&str]] = &[LINE_KEYS, CUSTOMER_KEYS, ADDRESS_KEYS, SHIPPING_LINE_KEYS];
 
 /// A projection of a JSON value: an object keeps only the keys its reader reads, nested
 /// objects and arrays of objects projected in turn (the sample's customer, addresses and

@@ -476,25 +476,8 @@ pub(crate) mod tests {
 
     // The keys the payload model reads, so the generator hits them often.
     use crate::core::order::ORDER_KEYS as KEYS;
-    const SUBKEYS: &[&str] = &[
-        "id",
-        "sku",
-        "quantity",
-        "fulfillable_quantity",
-        "requires_shipping",
-        "title",
-        "name",
-        "first_name",
-        "last_name",
-        "address1",
-        "address2",
-        "city",
-        "zip",
-        "country_code",
-        "province_code",
-        "email",
-        "code",
-    ];
+    static SUBKEYS: std::sync::LazyLock<Vec<&str>> =
+        std::sync::LazyLock::new(|| crate::core::order::NESTED_KEYS.concat());
     const STRINGS: &[&str] = &[
         "",
         " ",
@@ -545,7 +528,7 @@ pub(crate) mod tests {
             _ => {
                 let mut m = Map::new();
                 for _ in 0..r.below(6) {
-                    m.insert((*r.pick(SUBKEYS)).to_string(), random_value(r, depth + 1));
+                    m.insert((*r.pick(&SUBKEYS)).to_string(), random_value(r, depth + 1));
                 }
                 Value::Object(m)
             }
@@ -568,14 +551,14 @@ pub(crate) mod tests {
                     1 => drop(o.insert(key, random_value(r, 0))),
                     2 => {
                         let i = r.below(5) as usize;
-                        let sub = (*r.pick(SUBKEYS)).to_string();
+                        let sub = (*r.pick(&SUBKEYS)).to_string();
                         let lines = o.get_mut("line_items");
                         if let Some(line) = lines.and_then(|l| l.get_mut(i)).and_then(Value::as_object_mut) {
                             line.insert(sub, random_value(r, 1));
                         }
                     }
                     _ => {
-                        let sub = (*r.pick(SUBKEYS)).to_string();
+                        let sub = (*r.pick(&SUBKEYS)).to_string();
                         if let Some(a) = o.get_mut("shipping_address").and_then(Value::as_object_mut) {
                             a.insert(sub, Value::String((*r.pick(STRINGS)).to_string()));
                         }
