@@ -74,7 +74,7 @@ fn ours(c: &Core, h: &[(String, String)], body: &[u8]) -> bool {
 }
 
 fn core() -> Option<Core> {
-    Some(Core { cfg: WebhookConfig::new(SECRET, None, ""), matrix: Matrix::builtin().ok()?, stock: stock() })
+    Some(Core { cfg: WebhookConfig::new(SECRET, None, "*"), matrix: Matrix::builtin().ok()?, stock: stock() })
 }
 
 fn floor(body: &[u8]) -> bool {

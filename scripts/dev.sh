@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 export CI=true WRANGLER_SEND_METRICS=false
 scripts/setup.sh
 [ -f .dev.vars ] || cp .dev.vars.example .dev.vars
+# An empty ALLOWED_SHOPS refuses every delivery: a .dev.vars from before it was required gets
+# the demo shop orderlane-send signs for.
+grep -q '^ALLOWED_SHOPS=' .dev.vars || echo 'ALLOWED_SHOPS=demo.myshopify.com' >> .dev.vars
 node_modules/.bin/wrangler d1 migrations apply orderlane --local
 secret=$(sed -n 's/^FULFILMENT_SECRET=//p' .dev.vars)
 FULFILMENT_SECRET="$secret" node scripts/demo-sink.mjs &

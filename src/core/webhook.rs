@@ -52,7 +52,9 @@ impl Rejection {
             Rejection::TooLarge { limit } => format!("body exceeds {limit} bytes"),
             Rejection::Unauthorized => "X-Shopify-Hmac-Sha256 does not match the body".into(),
             Rejection::MissingHeader(h) => format!("header {h} is required"),
-            Rejection::ShopNotAllowed => "shop is not in ALLOWED_SHOPS".into(),
+            Rejection::ShopNotAllowed => {
+                "shop is not in ALLOWED_SHOPS (empty allows none; * allows any)".into()
+            }
         }
     }
 }
@@ -62,9 +64,13 @@ impl Rejection {
 pub struct WebhookConfig {
     pub secret: String,
     pub previous_secret: Option<String>,
-    /// Lower-cased shop domains; empty means any shop.
+    /// Lower-cased shop domains. Empty allows none (the configuration is incomplete: fail
+    /// closed); `*` among them allows any shop, as an explicit choice.
     pub allowed_shops: Vec<String>,
 }
+
+/// The `ALLOWED_SHOPS` entry that allows any shop.
+pub const ANY_SHOP: &str = "*";
 
 impl WebhookConfig {
     pub fn new(secret: &str, previous: Option<&str>, allowed_shops: &str) -> Self {
@@ -76,7 +82,12 @@ impl WebhookConfig {
     }
 
     pub fn shop_allowed(&self, shop: &str) -> bool {
-        self.allowed_shops.is_empty() || self.allowed_shops.iter().any(|s| s.eq_ignore_ascii_case(shop))
+        self.allowed_shops.iter().any(|s| s == ANY_SHOP || s.eq_ignore_ascii_case(shop))
+    }
+
+    /// False while `ALLOWED_SHOPS` names no shop: every delivery is refused.
+    pub fn shops_configured(&self) -> bool {
+        !self.allowed_shops.is_empty()
     }
 }
 
@@ -394,7 +405,10 @@ mod tests {
         h.push(("x-shopify-shop-domain".into(), "evil.myshopify.com".into()));
         assert_eq!(check(&h, body, &cfg()), Err(Rejection::ShopNotAllowed));
         assert_eq!(Rejection::ShopNotAllowed.status(), 403);
-        assert!(WebhookConfig::new("s", None, " ").shop_allowed("any.myshopify.com"));
+        assert!(!WebhookConfig::new("s", None, " ").shop_allowed("any.myshopify.com"), "unset allows none");
+        assert!(!WebhookConfig::new("s", None, " , ").shops_configured());
+        assert!(WebhookConfig::new("s", None, "*").shop_allowed("any.myshopify.com"), "* allows any");
+        assert!(WebhookConfig::new("s", None, "a.myshopify.com, *").shops_configured());
     }
 
     #[test]

@@ -10,14 +10,24 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub async fn route(req: Request, env: &Env) -> Response {
     let path = req.path();
     match (path.as_str(), req.method()) {
-        ("/healthz", Method::Get) => json(
-            200,
-            &serde_json::json!({
-                "ok": super::context::matrix().is_ok(),
-                "version": VERSION,
-                "rules_version": crate::core::rules::RULES_VERSION,
-            }),
-        ),
+        ("/healthz", Method::Get) => {
+            // What keeps deliveries from being accepted, named so a deploy can be checked.
+            let mut incomplete = Vec::new();
+            match super::config::webhook(env) {
+                None => incomplete.push("SHOPIFY_WEBHOOK_SECRET"),
+                Some(c) if !c.shops_configured() => incomplete.push("ALLOWED_SHOPS"),
+                Some(_) => {}
+            }
+            json(
+                200,
+                &serde_json::json!({
+                    "ok": super::context::matrix().is_ok() && incomplete.is_empty(),
+                    "version": VERSION,
+                    "rules_version": crate::core::rules::RULES_VERSION,
+                    "incomplete": incomplete,
+                }),
+            )
+        }
         ("/webhooks/shopify", Method::Post) => webhooks::handle(req, env).await,
         (p, _) if p.starts_with("/admin/") => {
             let segments: Vec<&str> =

@@ -1,6 +1,7 @@
 //! `POST /webhooks/shopify`: authenticate, record durably, answer. Routing of the recorded
 //! order happens in the same D1 batch as the delivery record.
 
+use futures_util::StreamExt;
 use serde::Deserialize;
 use worker::{Date, Env, Request, Response};
 
@@ -31,19 +32,27 @@ pub async fn handle(mut req: Request, env: &Env) -> Response {
         worker::console_error!("SHOPIFY_WEBHOOK_SECRET is not set: refusing deliveries");
         return reject(Rejection::Unauthorized);
     };
-    // Refuse a declared oversize body before reading it.
+    // Refuse a declared oversize body before reading it; an undeclared one while reading.
     let declared =
         req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return reject(Rejection::TooLarge { limit: MAX_BODY_BYTES });
     }
-    let body = match req.bytes().await {
+    let body = match read_limited(&mut req, declared, MAX_BODY_BYTES).await {
         Ok(b) => b,
-        Err(_) => return error(400, "unreadable_body", "the request body could not be read"),
+        Err(Some(r)) => return reject(r),
+        Err(None) => return error(400, "unreadable_body", "the request body could not be read"),
     };
     let delivery = match webhook::check(&Headers(req.headers()), &body, cfg) {
         Ok(d) => d,
-        Err(r) => return reject(r),
+        Err(r) => {
+            if r == Rejection::ShopNotAllowed && !cfg.shops_configured() {
+                worker::console_error!(
+                    "ALLOWED_SHOPS is empty: refusing every delivery (name the shops, or * for any)"
+                );
+            }
+            return reject(r);
+        }
     };
     let Some(edge) = Edge::new(env) else {
         worker::console_error!("D1 binding {} missing", config::DB);
@@ -76,6 +85,27 @@ fn with_cost(mut resp: Response, edge: &Edge) -> Response {
     );
     let _ = resp.headers_mut().set("Server-Timing", &value);
     resp
+}
+
+/// Reads the body as it streams in and stops at `limit`: a body sent without a
+/// `Content-Length` (chunked) is refused once it passes the limit, never buffered whole.
+/// `Err(Some(413))` over the limit, `Err(None)` when it cannot be read.
+async fn read_limited(
+    req: &mut Request,
+    declared: Option<usize>,
+    limit: usize,
+) -> Result<Vec<u8>, Option<Rejection>> {
+    // No body at all reads as empty (its HMAC then fails).
+    let Ok(mut stream) = req.stream() else { return Ok(Vec::new()) };
+    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| None)?;
+        if out.len() + chunk.len() > limit {
+            return Err(Some(Rejection::TooLarge { limit }));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 struct Recorded {

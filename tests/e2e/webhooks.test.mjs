@@ -18,6 +18,7 @@ test('healthz reports ok and the version', async () => {
   assert.equal(r.status, 200);
   const body = await r.json();
   assert.equal(body.ok, true);
+  assert.deepEqual(body.incomplete, []);
   assert.match(body.version, /^\d+\.\d+\.\d+$/);
   assert.match(body.rules_version, /^[0-9a-f]{12}$/);
 });
@@ -144,4 +145,71 @@ test('storage unavailable: 503 with Retry-After and nothing recorded, so Shopify
   } finally {
     await bare.stop();
   }
+});
+
+/** POSTs `chunks` as a chunked body (no Content-Length), signed headers for `raw`. */
+async function sendChunked(url, chunks, raw) {
+  const body = new ReadableStream({
+    start(c) {
+      for (const ch of chunks) c.enqueue(ch);
+      c.close();
+    },
+  });
+  const res = await fetch(`${url}/webhooks/shopify`, {
+    method: 'POST',
+    duplex: 'half',
+    body,
+    headers: {
+      'content-type': 'application/json',
+      'x-shopify-hmac-sha256': sign(SECRET, raw),
+      'x-shopify-topic': 'orders/create',
+      'x-shopify-shop-domain': SHOP,
+      'x-shopify-webhook-id': randomUUID(),
+    },
+  });
+  return { status: res.status, body: await res.json().catch(() => null), headers: res.headers };
+}
+
+test('shops fail closed: an empty ALLOWED_SHOPS refuses every delivery and /healthz says why; * allows any shop', async () => {
+  const closed = await startStack({ vars: { ALLOWED_SHOPS: '' } });
+  try {
+    const h = await (await fetch(`${closed.url}/healthz`)).json();
+    assert.equal(h.ok, false);
+    assert.deepEqual(h.incomplete, ['ALLOWED_SHOPS']);
+    const r = await deliver(closed.url, order, { secret: SECRET, shop: SHOP });
+    assert.equal(r.status, 403);
+    assert.equal(r.body.error, 'shop_not_allowed');
+    assert.deepEqual(await closed.sql('SELECT id FROM deliveries'), [], 'nothing recorded');
+    assert.ok(closed.logs.join('').includes('ALLOWED_SHOPS is empty'), 'the refusal is logged');
+  } finally {
+    await closed.stop();
+  }
+  const open = await startStack({ vars: { ALLOWED_SHOPS: '*' } });
+  try {
+    assert.equal((await (await fetch(`${open.url}/healthz`)).json()).ok, true);
+    const r = await deliver(open.url, order, { secret: SECRET, shop: 'any-store.myshopify.com' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.status, 'accepted');
+  } finally {
+    await open.stop();
+  }
+});
+
+test('a chunked body is read as it streams: accepted whole under 1 MiB, refused with 413 past it', async () => {
+  const raw = order.replace('820982911946154508', '820982911946154777');
+  const bytes = new TextEncoder().encode(raw);
+  const parts = [bytes.slice(0, 1000), bytes.slice(1000, 5000), bytes.slice(5000)];
+  const ok = await sendChunked(stack.url, parts, raw);
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.equal(ok.body.status, 'accepted');
+  const [kept] = await stack.sql("SELECT b.body FROM delivery_bodies b WHERE b.order_id = '820982911946154777'");
+  assert.equal(kept.body, raw, 'the body is kept byte for byte from its chunks');
+
+  // Last in this file: the local proxy does not reuse a connection whose body was refused unread.
+  const before = (await stack.sql('SELECT COUNT(*) AS n FROM deliveries'))[0].n;
+  const mib = new Uint8Array(1024 * 1024).fill(0x20);
+  const big = await sendChunked(stack.url, [mib, mib], '');
+  assert.equal(big.status, 413);
+  assert.equal(big.body.error, 'payload_too_large');
+  assert.equal((await stack.sql('SELECT COUNT(*) AS n FROM deliveries'))[0].n, before, 'nothing recorded');
 });
