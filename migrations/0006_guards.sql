@@ -12,3 +12,7 @@ ALTER TABLE deliveries RENAME COLUMN body_sha256 TO body_hmac;
 
 -- orders.enqueued_ms is now stamped by the write that makes an order ready; the queue send
 -- follows the commit (a failed send is re-sent by the cron once the attempt is overdue).
+
+-- orders.email_hash is now keyed (HMAC-SHA256 under EMAIL_HASH_KEY or a key derived from the
+-- webhook secret). Hashes stored before this migration are plain SHA-256 and match nothing
+-- new: the email-velocity rule starts counting afresh (its window is at most a day).

@@ -417,6 +417,29 @@ pub fn order_from_value(v: &Value) -> Result<Order, PayloadError> {
     })
 }
 
+/// The email as the velocity rule counts it: HMAC-SHA256 under a per-deployment key of the
+/// trimmed, lower-cased address, hex. Without the key it cannot be reversed by hashing
+/// guessed addresses, as a plain SHA-256 could.
+pub fn email_hash(key: &[u8], email: &str) -> String {
+    use hmac::Mac;
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC-SHA256 takes keys of any length"),
+    };
+    mac.update(email.trim().to_lowercase().as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The key for [`email_hash`]: `EMAIL_HASH_KEY` when set, else derived from the webhook
+/// secret (so a deployment is keyed without another secret; rotating that secret restarts
+/// the velocity windows).
+pub fn email_hash_key(explicit: Option<&str>, webhook_secret: &str) -> Vec<u8> {
+    match explicit {
+        Some(k) => k.as_bytes().to_vec(),
+        None => email_hash(webhook_secret.as_bytes(), "orderlane email hash key").into_bytes(),
+    }
+}
+
 /// Shopify's risk levels on `orders/risk_assessment_changed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -677,6 +700,18 @@ pub(crate) mod tests {
         assert_eq!(o.currency.as_deref(), Some("EUR"));
         assert_eq!(o.total_price_cents, 123_450);
         assert_eq!(o.shipping_address.unwrap().name.as_deref(), Some("Zoë Ångström-李"));
+    }
+
+    #[test]
+    fn email_hash_is_keyed_and_normalised() {
+        let k = email_hash_key(None, "shpss_secret");
+        let h = email_hash(&k, " Bob@Example.com ");
+        assert_eq!(h, email_hash(&k, "bob@example.com"), "trimmed and lower-cased");
+        assert_eq!(h.len(), 64);
+        let plain = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"bob@example.com"));
+        assert_ne!(h, plain, "not the guessable plain SHA-256");
+        assert_ne!(h, email_hash(&email_hash_key(None, "other"), "bob@example.com"), "per deployment");
+        assert_eq!(email_hash_key(Some("pinned"), "x"), b"pinned".to_vec());
     }
 
     #[test]

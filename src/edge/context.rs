@@ -28,6 +28,8 @@ pub struct Settings {
     pub allow_faults: bool,
     /// How long routing reuses a lane mode read from KV (`MODE_CACHE_MS`, at most 60 s).
     pub mode_cache_ms: i64,
+    /// The key of the email hash (`EMAIL_HASH_KEY`, else derived from the webhook secret).
+    pub email_key: Vec<u8>,
 }
 
 impl Settings {
@@ -48,6 +50,10 @@ impl Settings {
                 .and_then(|v| v.parse::<i64>().ok())
                 .filter(|v| (0..=lifecycle::KV_PROPAGATION_MS).contains(v))
                 .unwrap_or(memo::MODE_CACHE_MS),
+            email_key: crate::core::order::email_hash_key(
+                config::text(env, "EMAIL_HASH_KEY").as_deref(),
+                &config::text(env, "SHOPIFY_WEBHOOK_SECRET").unwrap_or_default(),
+            ),
         }
     }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::context::Edge;
 use super::store::{Guess, ModeSource, NewDelivery, OrderReads, ReadPlan, StockGuess, StoreError};
-use super::writer::{self, email_hash, Change};
+use super::writer::{self, Change};
 use super::{memo, queue};
 use crate::core::apply::{apply_delivery, Delivery as CoreDelivery, Incoming, RouteEnv};
 use crate::core::lifecycle::KvMode;
@@ -158,7 +158,9 @@ async fn attempt(
         Parsed::Order(o) => Some(o),
         Parsed::Risk(_) => None,
     };
-    let hash = body_order.and_then(|o| o.email.as_deref()).map(email_hash);
+    let hash = body_order
+        .and_then(|o| o.email.as_deref())
+        .map(|e| crate::core::order::email_hash(&edge.settings.email_key, e));
     let body_lane = body_order.map(|o| m.lane_for(&d.shop, o));
     let (reads, guards) = match (basis, body_order, body_lane) {
         (Basis::Guess, Some(o), Some(lane)) => {
@@ -247,6 +249,7 @@ async fn attempt(
         prior: reads.row.as_ref(),
         open: &reads.open,
         body_order,
+        email_hash: hash.as_deref(),
         actor: ACTOR,
         note: None,
         now_ms,

@@ -3,7 +3,6 @@
 //! order row (guarded by its version), the attempt bookkeeping, the stock it moves and one
 //! audit row per event. A concurrent writer makes the batch fail as a whole (`Conflict`).
 
-use sha2::{Digest, Sha256};
 use worker::D1PreparedStatement;
 
 use super::store::{
@@ -13,12 +12,6 @@ use crate::core::apply::{Applied, OrderRecord, OrderingKey};
 use crate::core::order::{Order, RiskLevel};
 use crate::core::types::CancelState;
 use crate::core::webhook::ShopifyId;
-
-/// SHA-256 of the normalised email: lets the velocity rule count orders per buyer without
-/// storing the address.
-pub fn email_hash(email: &str) -> String {
-    hex::encode(Sha256::digest(email.trim().to_lowercase().as_bytes()))
-}
 
 /// The core's record of a stored order, with the claims read with it.
 pub fn record_from(row: &OrderRow, reads: &OrderReads, now_ms: i64) -> OrderRecord {
@@ -65,6 +58,9 @@ pub struct Change<'a> {
     pub open: &'a [(String, i64)],
     /// The order body, when the event carried one.
     pub body_order: Option<&'a Order>,
+    /// Its keyed email hash (`core::order::email_hash`): the velocity rule counts orders per
+    /// buyer without the address being stored.
+    pub email_hash: Option<&'a str>,
     pub actor: &'a str,
     /// An operator's note, added to the audit detail.
     pub note: Option<&'a str>,
@@ -83,6 +79,7 @@ impl<'a> Change<'a> {
             prior: Some(row),
             open,
             body_order: None,
+            email_hash: None,
             actor,
             note: None,
             now_ms,
@@ -103,7 +100,6 @@ pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResu
     let dec = applied.decision.as_ref().filter(|_| moved);
     let fired = dec.map(|x| x.fired_ids().join(",")).unwrap_or_default();
     let new_seq = expected + applied.audit.len() as i64;
-    let hash = c.body_order.and_then(|o| o.email.as_deref()).map(email_hash);
     if let Some(rec) = &applied.record {
         // The latest body is kept whenever the delivery is newer, even when its event does
         // not apply (an address fix while held for a person): a release re-runs the rules on it.
@@ -114,7 +110,7 @@ pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResu
         let order_cols = c.body_order.filter(|_| moved || newer).map(|o| OrderCols {
             order_name: &o.name,
             financial_status: o.financial_status.as_deref(),
-            email_hash: hash.as_deref(),
+            email_hash: c.email_hash,
             total_cents: o.total_price_cents,
             currency: o.currency.as_deref(),
             paid: o.financial_status.as_deref() == Some("paid"),

@@ -1,7 +1,7 @@
 // POST /webhooks/shopify through the real Worker under `wrangler dev`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { startStack, SECRET, PREVIOUS_SECRET, SHOP } from '../support/stack.mjs';
 import { deliver, fixture, sign } from '../support/shopify.mjs';
 
@@ -43,6 +43,10 @@ test('a valid delivery is recorded once, with its metadata and exact order id', 
   assert.equal(bodies.length, 1);
   assert.equal(bodies[0].body, order, 'raw body kept byte for byte');
   assert.equal(bodies[0].customer_id, '115310627314723950');
+  const [o] = await stack.sql("SELECT email_hash FROM orders WHERE order_id = '820982911946154508'");
+  const email = JSON.parse(order).email.trim().toLowerCase();
+  assert.match(o.email_hash, /^[0-9a-f]{64}$/);
+  assert.notEqual(o.email_hash, createHash('sha256').update(email).digest('hex'), 'keyed: not the guessable plain SHA-256');
 });
 
 test('the same delivery five times at once makes one row and four duplicates', async () => {
