@@ -60,12 +60,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// A one-line description for `dead_letters.last_error` and the audit detail, e.g.
-    /// `HTTP 409: {"error":"out_of_stock"}`, `timeout`, `network: connection reset`.
+    /// A one-line description for attempt records and `dead_letters.last_error`, e.g.
+    /// `HTTP 409`, `timeout`, `network: connection reset`. Never the warehouse's response text:
+    /// a warehouse may echo the recipient, and only `dead_letters.response` keeps it.
     pub fn describe(&self) -> String {
         match self {
-            Outcome::Status { code, body_snippet, .. } if body_snippet.is_empty() => format!("HTTP {code}"),
-            Outcome::Status { code, body_snippet, .. } => format!("HTTP {code}: {body_snippet}"),
+            Outcome::Status { code, .. } => format!("HTTP {code}"),
             Outcome::Timeout => "timeout".into(),
             Outcome::Network(e) => format!("network: {e}"),
         }
@@ -667,10 +667,7 @@ mod tests {
 
     #[test]
     fn descriptions_and_snippets() {
-        assert_eq!(
-            status(409, r#"{"error":"out_of_stock"}"#).describe(),
-            r#"HTTP 409: {"error":"out_of_stock"}"#
-        );
+        assert_eq!(status(409, r#"{"name":"Jon Snow"}"#).describe(), "HTTP 409", "no response text");
         assert_eq!(status(500, "").describe(), "HTTP 500");
         assert_eq!(Outcome::Timeout.describe(), "timeout");
         assert_eq!(Outcome::Network("reset".into()).describe(), "network: reset");

@@ -271,3 +271,28 @@ test('audit search: every filter is served by an index, and cursors page without
   assert.equal(bad.status, 400);
   assert.equal(bad.body.error, 'invalid_filter');
 });
+
+test('a warehouse echoing the recipient: no name or address in audit_log or attempt records, only in the dead letter', async () => {
+  const o = orderJson();
+  const echo = JSON.stringify({ error: 'invalid', recipient: { name: 'Zelda Quixote-Echo', address1: '99 Echo Lane' } });
+  // A 2xx that echoes, then (for a second order) a refusal that echoes.
+  scripts.set(o.id, [{ status: 200, body: echo }]);
+  assert.equal((await send(o.raw)).status, 200);
+  await waitState(o.id, 'submitted');
+  const refused = orderJson();
+  scripts.set(refused.id, [{ status: 400, body: echo }]);
+  assert.equal((await send(refused.raw)).status, 200);
+  await waitState(refused.id, 'hold/fulfilment');
+  for (const id of [o.id, refused.id]) {
+    const audit = await stack.sql(`SELECT detail FROM audit_log WHERE order_id = '${id}'`);
+    assert.ok(audit.length > 0);
+    for (const a of audit) assert.doesNotMatch(a.detail ?? '', /Zelda|Echo Lane/, `audit detail: ${a.detail}`);
+    const attempts = await stack.sql(`SELECT error FROM submission_attempts WHERE order_id = '${id}'`);
+    assert.ok(attempts.length > 0);
+    for (const a of attempts) assert.doesNotMatch(a.error ?? '', /Zelda|Echo Lane/, `attempt error: ${a.error}`);
+  }
+  const [dl] = await stack.sql(`SELECT last_error, http_status, response FROM dead_letters WHERE order_id = '${refused.id}'`);
+  assert.equal(dl.http_status, 400);
+  assert.equal(dl.last_error, 'HTTP 400', 'a short code, no response text');
+  assert.match(dl.response, /Zelda/, 'the answer is kept only in the dead letter');
+});
