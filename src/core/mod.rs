@@ -8,6 +8,7 @@ pub mod gates;
 pub mod kpi;
 pub mod lifecycle;
 pub mod order;
+pub mod privacy;
 pub mod query;
 pub mod retry;
 pub mod routing;

@@ -213,7 +213,9 @@ pub enum Topic {
     OrdersFulfilled,
     OrdersPartiallyFulfilled,
     OrdersRiskAssessmentChanged,
-    /// Mandatory privacy webhooks: erase a customer's or a whole shop's stored bodies.
+    /// Mandatory privacy webhooks: a customer's data request, and erasing a customer's or a
+    /// whole shop's stored data.
+    CustomersDataRequest,
     CustomersRedact,
     ShopRedact,
 }
@@ -228,6 +230,7 @@ impl Topic {
             "orders/fulfilled" => Topic::OrdersFulfilled,
             "orders/partially_fulfilled" => Topic::OrdersPartiallyFulfilled,
             "orders/risk_assessment_changed" => Topic::OrdersRiskAssessmentChanged,
+            "customers/data_request" => Topic::CustomersDataRequest,
             "customers/redact" => Topic::CustomersRedact,
             "shop/redact" => Topic::ShopRedact,
             _ => return None,
@@ -243,6 +246,7 @@ impl Topic {
             Topic::OrdersFulfilled => "orders/fulfilled",
             Topic::OrdersPartiallyFulfilled => "orders/partially_fulfilled",
             Topic::OrdersRiskAssessmentChanged => "orders/risk_assessment_changed",
+            Topic::CustomersDataRequest => "customers/data_request",
             Topic::CustomersRedact => "customers/redact",
             Topic::ShopRedact => "shop/redact",
         }
@@ -250,7 +254,7 @@ impl Topic {
 
     /// Topics whose body is an order (or names one) and feeds routing.
     pub fn is_order_event(self) -> bool {
-        !matches!(self, Topic::CustomersRedact | Topic::ShopRedact)
+        !matches!(self, Topic::CustomersDataRequest | Topic::CustomersRedact | Topic::ShopRedact)
     }
 }
 

@@ -13,7 +13,7 @@ use super::flags::Flags;
 use super::gates;
 use super::overrides;
 use super::store::{AuditOut, DeadLetterOut, ExceptionOut};
-use super::store::{ModeSource, Store};
+use super::store::{AuditRow, ModeSource, Store};
 use crate::core::query::{self, encode_cursor, Built, QueryError};
 use crate::core::types::Mode;
 
@@ -46,6 +46,14 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
             Ok(None) => error(404, "order_not_found", "no such order"),
             Err(e) => store_error(e),
         },
+        (Method::Get, ["privacy", "requests"]) => match store.privacy_requests(500).await {
+            Ok(rows) => json(
+                200,
+                &serde_json::json!({ "requests": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>() }),
+            ),
+            Err(e) => store_error(e),
+        },
+        (Method::Get, ["privacy", "requests", id]) => answer(privacy_request(&store, &op, id).await),
         (Method::Post, ["orders", shop, order_id, action]) => {
             overrides::order_action(req, env, &op, shop, order_id, action).await
         }
@@ -72,7 +80,9 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
         | (_, ["segments", _, "mode"])
         | (_, ["audit"])
         | (_, ["exceptions"])
-        | (_, ["dead-letters"]) => {
+        | (_, ["dead-letters"])
+        | (_, ["privacy", "requests"])
+        | (_, ["privacy", "requests", _]) => {
             error(405, "method_not_allowed", "this endpoint does not accept that method")
         }
         _ => error(404, "not_found", "no such admin endpoint"),
@@ -147,6 +157,37 @@ async fn put_mode(
     store.batch(store.note_mode(segment, mode, ModeSource::Set, now, &op.actor, Some(&note))?).await?;
     super::memo::noted(segment, mode, now);
     Ok(json(200, &serde_json::json!({ "segment": segment, "mode": mode })))
+}
+
+/// `GET /admin/privacy/requests/{id}`: the request and everything orderlane holds for it.
+/// Each look is audited (`privacy_request_viewed`, by the token's name).
+async fn privacy_request(store: &Store, op: &Operator, id: &str) -> Result<Response, ApiError> {
+    let Some(r) = id.parse::<i64>().ok() else {
+        return Err(ApiError::new(404, "privacy_request_not_found", "no such privacy request"));
+    };
+    let Some(row) = store.privacy_request(r).await? else {
+        return Err(ApiError::new(404, "privacy_request_not_found", "no such privacy request"));
+    };
+    let holdings = store.privacy_holdings(&row).await?;
+    let detail = serde_json::json!({ "privacy_request": row.id });
+    store
+        .batch(vec![store.audit(&AuditRow {
+            at_ms: now_ms(),
+            shop: Some(&row.shop),
+            order_id: None,
+            seq: None,
+            segment: None,
+            event: "privacy_request_viewed",
+            from_state: None,
+            to_state: None,
+            reason: None,
+            rule_id: None,
+            rules_version: None,
+            actor: &op.actor,
+            detail: &detail,
+        })?])
+        .await?;
+    Ok(json(200, &serde_json::json!({ "request": row.to_json(), "holds": holdings })))
 }
 
 #[derive(Deserialize)]

@@ -2,7 +2,6 @@
 //! order happens in the same D1 batch as the delivery record.
 
 use futures_util::StreamExt;
-use serde::Deserialize;
 use worker::{Date, Env, Request, Response};
 
 use super::api::{error, json, unavailable};
@@ -10,7 +9,8 @@ use super::config;
 use super::context::Edge;
 use super::ingest;
 use super::store::{NewDelivery, StoreError};
-use crate::core::webhook::{self, Rejection, ShopifyId, Topic, MAX_BODY_BYTES};
+use crate::core::privacy;
+use crate::core::webhook::{self, Rejection, Topic, MAX_BODY_BYTES};
 
 /// How long Shopify should wait before retrying when storage is down.
 const RETRY_AFTER_SECS: u32 = 10;
@@ -113,18 +113,6 @@ struct Recorded {
     review: bool,
 }
 
-#[derive(Deserialize)]
-struct RedactBody {
-    customer: Option<RedactCustomer>,
-    #[serde(default)]
-    orders_to_redact: Vec<ShopifyId>,
-}
-
-#[derive(Deserialize)]
-struct RedactCustomer {
-    id: Option<ShopifyId>,
-}
-
 async fn record(edge: &Edge, d: &webhook::Delivery, body: &[u8]) -> Result<Recorded, StoreError> {
     let store = &edge.store;
     // No look-up first: every write below carries the delivery's (shop, webhook id) insert, so
@@ -151,19 +139,34 @@ async fn record(edge: &Edge, d: &webhook::Delivery, body: &[u8]) -> Result<Recor
             ingest::Recorded::Accepted { review } => Ok(Recorded { status: "accepted", review }),
         };
     }
-    // Privacy requests: erase, and keep no copy of the request body itself.
+    // Privacy requests: record or erase, and keep no copy of the request body itself (it
+    // carries the customer's email and phone).
     let mut extra = Vec::new();
-    match (topic, serde_json::from_slice::<RedactBody>(body)) {
-        (Topic::ShopRedact, _) => extra.extend(store.erase_shop(&d.shop)?),
-        (_, Ok(r)) => {
-            let ids: Vec<String> = r.orders_to_redact.into_iter().map(|i| i.0).collect();
-            let cust = r.customer.and_then(|c| c.id).map(|i| i.0).unwrap_or_default();
-            extra.extend(store.erase_customer(&d.shop, &cust, &ids)?);
+    let unreadable = match topic {
+        Topic::ShopRedact => {
+            extra.extend(store.erase_shop(&d.shop)?);
+            false
         }
-        (_, Err(_)) => {
-            new.outcome = "review";
-            new.detail = Some("privacy request body could not be read");
-        }
+        Topic::CustomersDataRequest => match privacy::parse_data_request(body) {
+            Ok(r) => {
+                extra.push(store.record_data_request(&d.shop, &d.webhook_id, &r, received_ms)?);
+                false
+            }
+            Err(_) => true,
+        },
+        _ => match privacy::parse_redact(body) {
+            Ok(r) => {
+                let ids: Vec<String> = r.orders.into_iter().map(|i| i.0).collect();
+                let cust = r.customer_id.map(|i| i.0).unwrap_or_default();
+                extra.extend(store.erase_customer(&d.shop, &cust, &ids)?);
+                false
+            }
+            Err(_) => true,
+        },
+    };
+    if unreadable {
+        new.outcome = "review";
+        new.detail = Some("privacy request body could not be read");
     }
     let mut statements = store.record_delivery(&new)?;
     statements.extend(extra);

@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
-import { startStack, SECRET, PREVIOUS_SECRET, SHOP } from '../support/stack.mjs';
+import { startStack, admin, SECRET, PREVIOUS_SECRET, SHOP } from '../support/stack.mjs';
 import { deliver, fixture, sign } from '../support/shopify.mjs';
 
 let stack;
@@ -149,6 +149,44 @@ test('storage unavailable: 503 with Retry-After and nothing recorded, so Shopify
   } finally {
     await bare.stop();
   }
+});
+
+test('customers/data_request is recorded, and the merchant can see what orderlane holds for that customer', async () => {
+  const orderId = '820982911946150001';
+  const customerId = '115310627314720001';
+  const raw = order.replace('820982911946154508', orderId).replaceAll('115310627314723950', customerId);
+  assert.equal((await send(raw)).body.status, 'accepted');
+  const request = `{"shop_id":954889,"shop_domain":"${SHOP}","orders_requested":[${orderId}],` +
+    `"customer":{"id":${customerId},"email":"jon@example.com","phone":"555-625-1199"},"data_request":{"id":9999}}`;
+  const webhookId = randomUUID();
+  const r = await send(request, { topic: 'customers/data_request', webhookId });
+  assert.equal(r.status, 200);
+  assert.equal(r.body.status, 'accepted');
+  const [d] = await rowsFor(webhookId);
+  assert.equal(d.outcome, 'accepted');
+  assert.deepEqual(await stack.sql(`SELECT delivery_id FROM delivery_bodies WHERE delivery_id = ${d.id}`), [],
+    'the request body (email, phone) is not kept');
+  // Shopify may deliver the same request again under a new webhook id: one request.
+  assert.equal((await send(request, { topic: 'customers/data_request' })).status, 200);
+
+  const list = await admin(stack, 'GET', '/privacy/requests');
+  assert.equal(list.status, 200);
+  const mine = list.body.requests.filter((q) => q.request_id === '9999');
+  assert.equal(mine.length, 1);
+  assert.equal(mine[0].customer_id, customerId);
+  assert.deepEqual(mine[0].orders_requested, [orderId]);
+  assert.equal(mine[0].answer_by_ms - Date.parse(mine[0].received_at), 30 * 86_400_000, 'the 30-day duty');
+
+  const one = await admin(stack, 'GET', `/privacy/requests/${mine[0].id}`);
+  assert.equal(one.status, 200, JSON.stringify(one.body));
+  assert.deepEqual(one.body.holds.orders.map((o) => o.order.order_id), [orderId]);
+  const held = one.body.holds.orders[0];
+  assert.ok(held.order.state, 'the order\'s state');
+  assert.ok(held.timeline.length > 0, 'its timeline');
+  assert.deepEqual(one.body.holds.bodies_held.map((b) => [b.order_id, b.topic]), [[orderId, 'orders/create']]);
+  const audit = await stack.sql("SELECT actor, detail FROM audit_log WHERE event = 'privacy_request_viewed'");
+  assert.ok(audit.some((a) => a.actor === 'user:ops' && JSON.parse(a.detail).privacy_request === mine[0].id), `the look is audited by actor: ${JSON.stringify(audit)}`);
+  assert.equal((await admin(stack, 'GET', '/privacy/requests/999999')).status, 404);
 });
 
 /** POSTs `chunks` as a chunked body (no Content-Length), signed headers for `raw`. */

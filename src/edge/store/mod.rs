@@ -4,6 +4,7 @@
 
 mod attempts;
 mod orders;
+mod privacy;
 mod stock;
 
 pub use attempts::{AttemptEnd, DeadLetter};

@@ -1,0 +1,14 @@
+-- customers/data_request: what a customer asked for, so the merchant can answer within 30
+-- days. Only ids are kept (the request body also carries the customer's email and phone).
+CREATE TABLE privacy_requests (
+  id               INTEGER PRIMARY KEY AUTOINCREMENT,
+  shop             TEXT    NOT NULL,
+  request_id       TEXT,                  -- Shopify's data_request.id
+  customer_id      TEXT,
+  orders_requested TEXT    NOT NULL,      -- JSON array of order ids (exact decimal text)
+  delivery_id      INTEGER NOT NULL,      -- the delivery that carried it
+  received_at      TEXT    NOT NULL,
+  received_ms      INTEGER NOT NULL,
+  UNIQUE (shop, request_id)
+);
+CREATE INDEX privacy_requests_by_time ON privacy_requests (received_ms);
