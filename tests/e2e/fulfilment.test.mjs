@@ -272,7 +272,7 @@ test('audit search: every filter is served by an index, and cursors page without
   assert.equal(bad.body.error, 'invalid_filter');
 });
 
-test('a warehouse echoing the recipient: no name or address in audit_log or attempt records, only in the dead letter', async () => {
+test('a warehouse echoing the recipient: no name or address in audit_log or attempt records, only in the dead letter, which customers/redact empties with every column that can hold personal data', async () => {
   const o = orderJson();
   const echo = JSON.stringify({ error: 'invalid', recipient: { name: 'Zelda Quixote-Echo', address1: '99 Echo Lane' } });
   // A 2xx that echoes, then (for a second order) a refusal that echoes.
@@ -295,4 +295,27 @@ test('a warehouse echoing the recipient: no name or address in audit_log or atte
   assert.equal(dl.http_status, 400);
   assert.equal(dl.last_error, 'HTTP 400', 'a short code, no response text');
   assert.match(dl.response, /Zelda/, 'the answer is kept only in the dead letter');
+
+  // A body for the same order that could not be read is held for review, with no ids in its columns.
+  const unreadable = `{"id":${refused.id},"customer":{"id":424242,"first_name":"Zelda"},"created_at":"not a date","total_price":"1.00"}`;
+  assert.equal((await send(unreadable, { topic: 'orders/updated' })).body.held_for_review, true);
+  const redact = `{"shop_domain":"${SHOP}","customer":{"id":424242,"email":"zelda@example.com"},"orders_to_redact":[${refused.id}]}`;
+  assert.equal((await send(redact, { topic: 'customers/redact' })).status, 200);
+  // Every table and column that can hold a customer's personal data, for the redacted order.
+  const personal = {
+    'delivery_bodies.body (order bodies)': `SELECT body AS v FROM delivery_bodies WHERE order_id = '${refused.id}'`,
+    'delivery_bodies.body (held for review)': "SELECT body AS v FROM delivery_bodies WHERE body LIKE '%Zelda%'",
+    'orders.email_hash': `SELECT email_hash AS v FROM orders WHERE order_id = '${refused.id}' AND email_hash IS NOT NULL`,
+    'dead_letters.response': `SELECT response AS v FROM dead_letters WHERE order_id = '${refused.id}' AND response IS NOT NULL`,
+    'dead_letters.last_error': `SELECT last_error AS v FROM dead_letters WHERE order_id = '${refused.id}' AND last_error LIKE '%Zelda%'`,
+    'submission_attempts.error': `SELECT error AS v FROM submission_attempts WHERE order_id = '${refused.id}' AND error LIKE '%Zelda%'`,
+    'cancel_attempts.error': `SELECT error AS v FROM cancel_attempts WHERE order_id = '${refused.id}' AND error LIKE '%Zelda%'`,
+    'audit_log.detail': "SELECT detail AS v FROM audit_log WHERE detail LIKE '%Zelda%' OR detail LIKE '%Echo Lane%'",
+  };
+  for (const [column, sql] of Object.entries(personal)) {
+    assert.deepEqual(await stack.sql(sql), [], `${column} still holds personal data after customers/redact`);
+  }
+  const [after] = await stack.sql(`SELECT cause, http_status, last_error FROM dead_letters WHERE order_id = '${refused.id}'`);
+  assert.deepEqual([after.cause, after.http_status, after.last_error], ['refused', 400, 'HTTP 400'], 'the facts stay');
+  assert.equal(await stateOf(refused.id), 'hold/fulfilment', 'the order itself stays');
 });

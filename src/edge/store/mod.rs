@@ -155,31 +155,67 @@ impl Store {
         Ok(changes)
     }
 
-    /// Erases stored bodies of one customer (and of the listed orders) in a shop.
+    /// Erases one customer's personal data in a shop (`customers/redact`): the raw bodies of
+    /// the customer and of the listed orders (bodies held for review included, matched by the
+    /// ids inside them), and for those orders the email hash and any warehouse answer text
+    /// kept with attempts and dead letters (the status code stays). Order rows, states and
+    /// the audit log hold no personal data and stay. Run in the delivery's batch, in order:
+    /// the updates find the customer's orders through the bodies the last statements delete.
     pub fn erase_customer(
         &self,
         shop: &str,
         customer_id: &str,
         order_ids: &[String],
     ) -> StoreResult<Vec<D1PreparedStatement>> {
-        let mut out = vec![self.stmt(
-            "DELETE FROM delivery_bodies WHERE shop = ?1 AND customer_id = ?2",
-            &[s(shop), s(customer_id)],
-        )?];
-        for id in order_ids {
-            out.push(
-                self.stmt(
-                    "DELETE FROM delivery_bodies WHERE shop = ?1 AND order_id = ?2",
-                    &[s(shop), s(id)],
-                )?,
-            );
+        let ids = serde_json::to_string(order_ids).unwrap_or_else(|_| "[]".into());
+        let args = [s(shop), s(customer_id), s(&ids)];
+        // The customer's orders: those listed, and those whose stored bodies carry the customer.
+        const ORDERS: &str = "(order_id IN (SELECT value FROM json_each(?3)) OR order_id IN \
+            (SELECT order_id FROM delivery_bodies WHERE shop = ?1 AND customer_id = ?2 AND order_id IS NOT NULL))";
+        let mut out = Vec::new();
+        for sql in [
+            format!("UPDATE orders SET email_hash = NULL WHERE shop = ?1 AND {ORDERS}"),
+            format!(
+                "UPDATE dead_letters SET response = NULL, last_error = COALESCE('HTTP ' || http_status, cause) \
+                 WHERE shop = ?1 AND {ORDERS}"
+            ),
+            format!(
+                "UPDATE submission_attempts SET error = COALESCE('HTTP ' || http_status, outcome) \
+                 WHERE shop = ?1 AND error IS NOT NULL AND {ORDERS}"
+            ),
+            format!(
+                "UPDATE cancel_attempts SET error = COALESCE('HTTP ' || http_status, outcome) \
+                 WHERE shop = ?1 AND error IS NOT NULL AND {ORDERS}"
+            ),
+            format!("DELETE FROM delivery_bodies WHERE shop = ?1 AND (customer_id = ?2 OR {ORDERS})"),
+            // Bodies recorded for review carry no ids in their columns: read them from the body.
+            "DELETE FROM delivery_bodies WHERE shop = ?1 AND (order_id IS NULL OR customer_id IS NULL) \
+             AND encoding = 'utf8' AND json_valid(body) \
+             AND (CAST(json_extract(body, '$.customer.id') AS TEXT) = ?2 \
+               OR CAST(json_extract(body, '$.id') AS TEXT) IN (SELECT value FROM json_each(?3)) \
+               OR CAST(json_extract(body, '$.order_id') AS TEXT) IN (SELECT value FROM json_each(?3)))"
+                .to_string(),
+        ] {
+            out.push(self.stmt(&sql, &args)?);
         }
         Ok(out)
     }
 
-    /// Erases every stored body of a shop.
+    /// Erases every stored body of a shop, and the personal data kept with its orders
+    /// (`shop/redact`).
     pub fn erase_shop(&self, shop: &str) -> StoreResult<Vec<D1PreparedStatement>> {
-        Ok(vec![self.stmt("DELETE FROM delivery_bodies WHERE shop = ?1", &[s(shop)])?])
+        let mut out = Vec::new();
+        for sql in [
+            "DELETE FROM delivery_bodies WHERE shop = ?1",
+            "UPDATE orders SET email_hash = NULL WHERE shop = ?1",
+            "UPDATE dead_letters SET response = NULL, last_error = COALESCE('HTTP ' || http_status, cause) WHERE shop = ?1",
+            "UPDATE submission_attempts SET error = COALESCE('HTTP ' || http_status, outcome) WHERE shop = ?1 AND error IS NOT NULL",
+            "UPDATE cancel_attempts SET error = COALESCE('HTTP ' || http_status, outcome) WHERE shop = ?1 AND error IS NOT NULL",
+            "DELETE FROM privacy_requests WHERE shop = ?1",
+        ] {
+            out.push(self.stmt(sql, &[s(shop)])?);
+        }
+        Ok(out)
     }
 }
 
