@@ -12,3 +12,7 @@ CREATE TABLE privacy_requests (
   UNIQUE (shop, request_id)
 );
 CREATE INDEX privacy_requests_by_time ON privacy_requests (received_ms);
+
+-- Shopify order ids are unique across shops: an id already stored under another shop is a
+-- replay under a forged shop header, recorded for review and never routed (looked up by id).
+CREATE INDEX orders_by_order_id ON orders (order_id);

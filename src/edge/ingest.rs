@@ -55,20 +55,7 @@ pub async fn record_and_route(
         Ok(p) => p,
         Err(e) => {
             let detail = format!("{}: {e}", e.code());
-            let new = NewDelivery {
-                delivery: d,
-                received_ms: now_ms,
-                outcome: "review",
-                detail: Some(&detail),
-                order_id: None,
-                customer_id: None,
-                body: Some(body),
-            };
-            return match edge.store.batch(edge.store.record_delivery(&new)?).await {
-                Ok(()) => Ok(Recorded::Accepted { review: true }),
-                Err(StoreError::Conflict) => Ok(Recorded::Duplicate),
-                Err(e) => Err(e),
-            };
+            return record_for_review(edge, d, None, body, now_ms, &detail).await;
         }
     };
     let order_id = match &parsed {
@@ -90,6 +77,34 @@ pub async fn record_and_route(
         }
     }
     Err(StoreError::Unavailable("too many concurrent changes to this order".into()))
+}
+
+/// Why a delivery naming an order stored under another shop is held for review.
+const OTHER_SHOP: &str = "order_known_under_another_shop: this order id is stored under another shop";
+
+/// Records a delivery for a person to review, its body kept, nothing routed.
+async fn record_for_review(
+    edge: &Edge,
+    d: &Delivery,
+    order_id: Option<&str>,
+    body: &[u8],
+    now_ms: i64,
+    detail: &str,
+) -> Result<Recorded, StoreError> {
+    let new = NewDelivery {
+        delivery: d,
+        received_ms: now_ms,
+        outcome: "review",
+        detail: Some(detail),
+        order_id,
+        customer_id: None,
+        body: Some(body),
+    };
+    match edge.store.batch(edge.store.record_delivery(&new)?).await {
+        Ok(()) => Ok(Recorded::Accepted { review: true }),
+        Err(StoreError::Conflict) => Ok(Recorded::Duplicate),
+        Err(e) => Err(e),
+    }
 }
 
 fn skus_of(o: &Order) -> Vec<String> {
@@ -136,6 +151,7 @@ fn guess<'a>(o: &Order, lane: &Lane, hash: Option<&'a str>, now_ms: i64) -> (Ord
         recorded_mode: None,
         duplicate: false,
         stored_body: None,
+        other_shop: false,
     };
     (reads, Guess { email, stock: facts })
 }
@@ -179,11 +195,17 @@ async fn attempt(
                 early_risk: true,
                 webhook_id: Some(&d.webhook_id),
                 stored_body: body_order.is_none(),
+                other_shop: true,
                 ..ReadPlan::default()
             };
             let reads = store.order_reads(&d.shop, order_id, &plan).await?;
             if reads.duplicate {
                 return Ok(Recorded::Duplicate);
+            }
+            if reads.other_shop && reads.row.is_none() {
+                // Shopify order ids are unique across shops, and the shop header is not signed:
+                // this is a delivery replayed under another shop. Kept for a person, never routed.
+                return record_for_review(edge, d, Some(order_id), body, now_ms, OTHER_SHOP).await;
             }
             memo::saw_stock(&skus, &reads.stock);
             (reads, Vec::new())

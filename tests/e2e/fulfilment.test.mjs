@@ -319,3 +319,24 @@ test('a warehouse echoing the recipient: no name or address in audit_log or atte
   assert.deepEqual([after.cause, after.http_status, after.last_error], ['refused', 400, 'HTTP 400'], 'the facts stay');
   assert.equal(await stateOf(refused.id), 'hold/fulfilment', 'the order itself stays');
 });
+
+test('a signed body replayed under another allowed shop is held for review, never routed or sent a second time', async () => {
+  const o = orderJson();
+  assert.equal((await send(o.raw)).status, 200);
+  await waitState(o.id, 'submitted');
+  const other = 'second-shop.myshopify.com';
+  for (const topic of ['orders/create', 'orders/updated', 'orders/paid']) {
+    const r = await deliver(stack.url, o.raw, { secret: SECRET, shop: other, topic });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.held_for_review, true, `${topic} under ${other}`);
+  }
+  assert.deepEqual(await stack.sql(`SELECT shop FROM orders WHERE order_id = '${o.id}'`), [{ shop: SHOP }], 'one order row');
+  const review = await stack.sql(`SELECT outcome, detail FROM deliveries WHERE shop = '${other}' AND order_id = '${o.id}'`);
+  assert.equal(review.length, 3);
+  for (const d of review) {
+    assert.equal(d.outcome, 'review');
+    assert.match(d.detail, /order_known_under_another_shop/);
+  }
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(twoXX(o.id).length, 1, 'sent once');
+});

@@ -91,6 +91,8 @@ pub struct OrderReads {
     pub duplicate: bool,
     /// The order's latest stored body (`ReadPlan::stored_body`).
     pub stored_body: Option<Vec<u8>>,
+    /// The order id is stored under another shop (`ReadPlan::other_shop`).
+    pub other_shop: bool,
 }
 
 impl OrderReads {
@@ -122,6 +124,8 @@ pub struct ReadPlan<'a> {
     pub webhook_id: Option<&'a str>,
     /// The order's latest stored body, and stock for the SKUs its lines name.
     pub stored_body: bool,
+    /// Whether the order id is stored under another shop.
+    pub other_shop: bool,
 }
 
 /// D1 caps bound parameters per statement at 100.
@@ -230,6 +234,12 @@ impl Store {
                 &[s(shop), s(id)],
             )?);
         }
+        if plan.other_shop {
+            slots.other_shop = Some(statements.len());
+            statements.push(
+                self.stmt("SELECT COUNT(*) AS n FROM orders WHERE order_id = ?2 AND shop != ?1", &key)?,
+            );
+        }
         if plan.stored_body {
             slots.body = Some(statements.len());
             statements.push(self.stmt(
@@ -305,6 +315,10 @@ impl Store {
             Some(r) => r.results::<Count>()?.first().is_some_and(|c| c.n > 0),
             None => false,
         };
+        let other_shop = match slots.other_shop.and_then(|i| results.get(i)) {
+            Some(r) => r.results::<Count>()?.first().is_some_and(|c| c.n > 0),
+            None => false,
+        };
         let stored_body = match slots.body.and_then(|i| results.get(i)) {
             Some(r) => {
                 r.results::<BodyRow>()?.into_iter().next().and_then(|b| decode_body(&b.encoding, b.body))
@@ -326,6 +340,7 @@ impl Store {
             recorded_mode,
             duplicate,
             stored_body,
+            other_shop,
         })
     }
 
@@ -379,6 +394,7 @@ impl Store {
 #[derive(Default)]
 struct Slots {
     delivery: Option<usize>,
+    other_shop: Option<usize>,
     body: Option<usize>,
     email: Option<usize>,
     risk: Option<usize>,
@@ -648,7 +664,7 @@ impl Store {
     }
 }
 
-/// What a fresh order is decided on without reading first: no order row, no risk verdict
+/// What a fresh order is decided on without reading first: no order row (under any shop), no risk verdict
 /// that came before it, the velocity rule cannot fire, and each SKU's stock as last seen.
 /// [`Store::guess_guards`] turns it into statements that fail the batch when it is wrong.
 pub struct Guess<'a> {
@@ -684,7 +700,7 @@ impl Store {
     ) -> StoreResult<Vec<D1PreparedStatement>> {
         let mut out = Vec::new();
         let mut conds: Vec<String> = vec![
-            "EXISTS (SELECT 1 FROM orders WHERE shop = ?1 AND order_id = ?2)".into(),
+            "EXISTS (SELECT 1 FROM orders WHERE order_id = ?2)".into(),
             "EXISTS (SELECT 1 FROM deliveries WHERE shop = ?1 AND order_id = ?2 \
              AND topic = 'orders/risk_assessment_changed')"
                 .into(),
