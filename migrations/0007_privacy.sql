@@ -16,3 +16,8 @@ CREATE INDEX privacy_requests_by_time ON privacy_requests (received_ms);
 -- Shopify order ids are unique across shops: an id already stored under another shop is a
 -- replay under a forged shop header, recorded for review and never routed (looked up by id).
 CREATE INDEX orders_by_order_id ON orders (order_id);
+
+-- The retention purge keeps the bodies open orders still need (their latest body and the
+-- current submission's document) and looks them up by id.
+CREATE INDEX orders_by_payload ON orders (payload_delivery_id);
+CREATE INDEX orders_by_document ON orders (submission_delivery_id) WHERE submission_delivery_id IS NOT NULL;

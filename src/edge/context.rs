@@ -14,6 +14,8 @@ use crate::core::lifecycle::{self, KvMode};
 use crate::core::rules::Matrix;
 
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// How long raw bodies are kept unless an open order still needs them.
+const DEFAULT_RETENTION_DAYS: i64 = 30;
 /// How long a consumer waits before retrying a message after a storage or KV error.
 const INFRA_RETRY_SECS: u32 = 30;
 
@@ -30,6 +32,8 @@ pub struct Settings {
     pub mode_cache_ms: i64,
     /// The key of the email hash (`EMAIL_HASH_KEY`, else derived from the webhook secret).
     pub email_key: Vec<u8>,
+    /// How long raw bodies are kept (`BODY_RETENTION_DAYS`, default 30).
+    pub body_retention_ms: i64,
 }
 
 impl Settings {
@@ -50,6 +54,11 @@ impl Settings {
                 .and_then(|v| v.parse::<i64>().ok())
                 .filter(|v| (0..=lifecycle::KV_PROPAGATION_MS).contains(v))
                 .unwrap_or(memo::MODE_CACHE_MS),
+            body_retention_ms: config::text(env, "BODY_RETENTION_DAYS")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|d| d.is_finite() && *d >= 0.0 && *d <= 3650.0)
+                .map(|d| (d * 86_400_000.0) as i64)
+                .unwrap_or(DEFAULT_RETENTION_DAYS * 86_400_000),
             email_key: crate::core::order::email_hash_key(
                 config::text(env, "EMAIL_HASH_KEY").as_deref(),
                 &config::text(env, "SHOPIFY_WEBHOOK_SECRET").unwrap_or_default(),

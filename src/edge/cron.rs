@@ -18,10 +18,11 @@ const STEP_LIMIT: i64 = 200;
 pub async fn run(edge: &Edge, env: &worker::Env) {
     let now = now_ms();
     // Each step runs to completion whatever the others did; a step reports its own failure.
-    let steps: [(&str, StepResult); 3] = [
+    let steps: [(&str, StepResult); 4] = [
         ("sweep_timeouts", sweep_timeouts(edge, now).await),
         ("requeue_overdue", requeue_overdue(edge, now).await),
         ("gates", super::gates::cron_step(env, &edge.store, now).await),
+        ("purge_bodies", purge_bodies(edge, now).await),
     ];
     for (name, result) in steps {
         match result {
@@ -55,6 +56,27 @@ async fn requeue_overdue(edge: &Edge, now: i64) -> StepResult {
     }
     Ok(format!("{sent} of {} overdue orders re-enqueued (most overdue by {} s)", rows.len(), late_ms / 1000))
 }
+
+/// Raw bodies older than `BODY_RETENTION_DAYS` are deleted, a page at a time (at most
+/// `PURGE_PAGES` pages a run; the rest waits for the next run), except those an open order
+/// still needs: its latest body (a release re-runs the rules on it) and its current
+/// submission's document.
+async fn purge_bodies(edge: &Edge, now: i64) -> StepResult {
+    let cutoff = now - edge.settings.body_retention_ms;
+    let mut purged = 0;
+    for _ in 0..PURGE_PAGES {
+        let n = edge.store.purge_bodies(cutoff, PURGE_PAGE).await.map_err(|e| format!("{e:?}"))?;
+        purged += n;
+        if n < PURGE_PAGE as usize {
+            return Ok(format!("{purged} raw bodies past retention deleted"));
+        }
+    }
+    Ok(format!("{purged} raw bodies past retention deleted (more left for the next run)"))
+}
+
+/// Bodies deleted per statement, and statements per run.
+const PURGE_PAGE: i64 = 500;
+const PURGE_PAGES: usize = 20;
 
 /// `new` orders past their lane's payment window go to hold/payment; `fraud-check` orders past
 /// their verdict timeout go to hold/fraud. Only due orders are read, oldest first, per lane;

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { startStack, admin, SECRET, PREVIOUS_SECRET, SHOP } from '../support/stack.mjs';
 import { deliver, fixture, sign } from '../support/shopify.mjs';
+import { orderJson } from '../support/orders.mjs';
 
 let stack;
 before(async () => { stack = await startStack(); });
@@ -187,6 +188,36 @@ test('customers/data_request is recorded, and the merchant can see what orderlan
   const audit = await stack.sql("SELECT actor, detail FROM audit_log WHERE event = 'privacy_request_viewed'");
   assert.ok(audit.some((a) => a.actor === 'user:ops' && JSON.parse(a.detail).privacy_request === mine[0].id), `the look is audited by actor: ${JSON.stringify(audit)}`);
   assert.equal((await admin(stack, 'GET', '/privacy/requests/999999')).status, 404);
+});
+
+test('retention: the cron purges raw bodies past BODY_RETENTION_DAYS, keeping only what open orders still need', async () => {
+  const s = await startStack({ vars: { BODY_RETENTION_DAYS: '0' } });
+  try {
+    const post = (raw, topic) => deliver(s.url, raw, { secret: SECRET, shop: SHOP, topic });
+    const t0 = Date.now() - 60_000;
+    const held = orderJson({ createdMs: t0 });
+    assert.equal((await post(held.raw, 'orders/create')).body.status, 'accepted');
+    const newer = orderJson({ id: held.id, createdMs: t0, updatedMs: t0 + 1000, tags: 'vip' });
+    assert.equal((await post(newer.raw, 'orders/updated')).body.status, 'accepted');
+    const gone = orderJson({ createdMs: t0 });
+    assert.equal((await post(gone.raw, 'orders/create')).body.status, 'accepted');
+    const cancel = orderJson({ id: gone.id, createdMs: t0, updatedMs: t0 + 1000, cancelled: true });
+    assert.equal((await post(cancel.raw, 'orders/cancelled')).body.status, 'accepted');
+    const bodies = (id) => s.sql(`SELECT b.delivery_id, b.body FROM delivery_bodies b WHERE b.order_id = '${id}' ORDER BY b.delivery_id`);
+    assert.equal((await bodies(held.id)).length, 2);
+    assert.equal((await bodies(gone.id)).length, 2);
+
+    assert.equal((await fetch(`${s.url}/__scheduled?cron=*/15+*+*+*+*`)).status, 200);
+    const kept = await bodies(held.id);
+    const [{ payload_delivery_id: payload }] = await s.sql(`SELECT payload_delivery_id FROM orders WHERE order_id = '${held.id}'`);
+    assert.deepEqual(kept.map((b) => b.delivery_id), [payload], 'an open order keeps only its latest body');
+    assert.equal(kept[0].body, newer.raw);
+    assert.deepEqual(await bodies(gone.id), [], 'a cancelled order keeps none');
+    assert.equal((await s.sql(`SELECT COUNT(*) AS n FROM deliveries WHERE order_id IN ('${held.id}', '${gone.id}')`))[0].n, 4,
+      'the delivery records stay');
+  } finally {
+    await s.stop();
+  }
 });
 
 /** POSTs `chunks` as a chunked body (no Content-Length), signed headers for `raw`. */

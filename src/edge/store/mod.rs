@@ -201,6 +201,25 @@ impl Store {
         Ok(out)
     }
 
+    /// Deletes up to `limit` raw bodies of deliveries received before `cutoff_ms`, oldest
+    /// first, except the latest body and the submission document of orders still open.
+    /// Returns how many were deleted.
+    pub async fn purge_bodies(&self, cutoff_ms: i64, limit: i64) -> StoreResult<usize> {
+        let changes = self
+            .batch_changes(vec![self.stmt(
+                "DELETE FROM delivery_bodies WHERE delivery_id IN (SELECT b.delivery_id FROM delivery_bodies b \
+                 JOIN deliveries d ON d.id = b.delivery_id WHERE d.received_ms < ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payload_delivery_id = b.delivery_id \
+                   AND o.state NOT IN ('submitted', 'fulfilled', 'cancelled')) \
+                 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.submission_delivery_id = b.delivery_id \
+                   AND o.state NOT IN ('submitted', 'fulfilled', 'cancelled')) \
+                 ORDER BY b.delivery_id LIMIT ?2)",
+                &[n(cutoff_ms), n(limit)],
+            )?])
+            .await?;
+        Ok(changes.first().copied().unwrap_or(0))
+    }
+
     /// Erases every stored body of a shop, and the personal data kept with its orders
     /// (`shop/redact`).
     pub fn erase_shop(&self, shop: &str) -> StoreResult<Vec<D1PreparedStatement>> {
