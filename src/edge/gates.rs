@@ -39,6 +39,12 @@ fn lane_of(name: &str) -> Result<&'static Lane, Response> {
     m.lane(name).ok_or_else(|| error(404, "unknown_segment", "no such segment in the route matrix"))
 }
 
+/// A window longer than `MAX_WINDOW_MS`, or one whose length does not fit in an i64 (absurd
+/// ends would otherwise wrap around to a small length).
+fn too_wide(from: i64, to: i64) -> bool {
+    to.checked_sub(from).is_none_or(|w| w > MAX_WINDOW_MS)
+}
+
 /// Epoch milliseconds, or an RFC 3339 time.
 fn parse_time(v: &str) -> Option<i64> {
     let v = v.trim();
@@ -488,7 +494,7 @@ async fn capture_baseline_inner(
         )
         .into());
     };
-    if from >= to || to > now.saturating_add(1) || to - from > MAX_WINDOW_MS {
+    if from >= to || to > now.saturating_add(1) || too_wide(from, to) {
         return Err(error(400, "invalid_window", "need from < to <= now, at most 92 days apart").into());
     }
     // The lane's mode over [from, to): the last change at or before `from`, then each change
@@ -540,7 +546,7 @@ fn window(pairs: &[(String, String)], now: i64) -> Result<(i64, i64), Response> 
     // Events stamped at `now` count, as in the gate windows.
     let to = parse("to")?.unwrap_or(now.saturating_add(1));
     let from = parse("from")?.unwrap_or(to.saturating_sub(DAY_MS));
-    if from >= to || to - from > MAX_WINDOW_MS {
+    if from >= to || too_wide(from, to) {
         return Err(error(400, "invalid_window", "need from < to, at most 92 days apart"));
     }
     Ok((from, to))

@@ -80,6 +80,12 @@ test('capture: refused without data or a valid window', async () => {
   assert.deepEqual([noWindow.status, noWindow.body.error], [400, 'invalid_window']);
   const future = await admin(stack, 'POST', '/segments/wholesale/baseline/capture', { from: now, to: now + 10 * HOUR, note: 'x' });
   assert.deepEqual([future.status, future.body.error], [400, 'invalid_window']);
+  // Ends whose distance does not fit in 64 bits are refused, not wrapped into a short window.
+  const absurd = await admin(stack, 'POST', '/segments/wholesale/baseline/capture',
+    { from: '-9223372036854775000', to: String(now - HOUR), note: 'x' });
+  assert.deepEqual([absurd.status, absurd.body.error], [400, 'invalid_window']);
+  const kpis = await admin(stack, 'GET', '/segments/wholesale/kpis?from=-9223372036854775000&to=9223372036854775000');
+  assert.deepEqual([kpis.status, kpis.body.error], [400, 'invalid_window']);
   const unknown = await admin(stack, 'POST', '/segments/nowhere/baseline/capture', { from: now - HOUR, to: now, note: 'x' });
   assert.deepEqual([unknown.status, unknown.body.error], [404, 'unknown_segment']);
 });
