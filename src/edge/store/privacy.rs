@@ -36,6 +36,9 @@ struct Held {
     received_at: String,
 }
 
+/// Orders shown in full per request (the rest are listed in `bodies_held` and by id).
+const MAX_ORDERS: usize = 100;
+
 const COLUMNS: &str = "id, shop, request_id, customer_id, orders_requested, received_at, received_ms";
 
 impl Store {
@@ -96,6 +99,9 @@ impl Store {
         ids.extend(held.iter().filter_map(|h| h.order_id.clone()));
         ids.sort();
         ids.dedup();
+        // Each order is a few reads; D1 allows 1,000 queries per invocation.
+        let truncated = ids.len() > MAX_ORDERS;
+        ids.truncate(MAX_ORDERS);
         let mut orders = Vec::new();
         for id in &ids {
             if let Some(v) = self.order_view(&r.shop, id).await? {
@@ -110,6 +116,6 @@ impl Store {
                 })
             })
             .collect();
-        Ok(serde_json::json!({ "orders": orders, "bodies_held": bodies }))
+        Ok(serde_json::json!({ "orders": orders, "orders_truncated": truncated, "bodies_held": bodies }))
     }
 }
