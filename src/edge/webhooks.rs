@@ -38,7 +38,13 @@ pub async fn handle(mut req: Request, env: &Env) -> Response {
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return reject(Rejection::TooLarge { limit: MAX_BODY_BYTES });
     }
-    let body = match read_limited(&mut req, declared, MAX_BODY_BYTES).await {
+    // A declared length within the limit is what the runtime reads (HTTP framing bounds it):
+    // one copy. Only a body without one is read as a stream and stopped at the limit.
+    let read = match declared {
+        Some(_) => req.bytes().await.map_err(|_| None),
+        None => read_limited(&mut req, MAX_BODY_BYTES).await,
+    };
+    let body = match read {
         Ok(b) => b,
         Err(Some(r)) => return reject(r),
         Err(None) => return error(400, "unreadable_body", "the request body could not be read"),
@@ -90,14 +96,10 @@ fn with_cost(mut resp: Response, edge: &Edge) -> Response {
 /// Reads the body as it streams in and stops at `limit`: a body sent without a
 /// `Content-Length` (chunked) is refused once it passes the limit, never buffered whole.
 /// `Err(Some(413))` over the limit, `Err(None)` when it cannot be read.
-async fn read_limited(
-    req: &mut Request,
-    declared: Option<usize>,
-    limit: usize,
-) -> Result<Vec<u8>, Option<Rejection>> {
+async fn read_limited(req: &mut Request, limit: usize) -> Result<Vec<u8>, Option<Rejection>> {
     // No body at all reads as empty (its HMAC then fails).
     let Ok(mut stream) = req.stream() else { return Ok(Vec::new()) };
-    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| None)?;
         if out.len() + chunk.len() > limit {
