@@ -218,6 +218,10 @@ pub enum Topic {
     CustomersDataRequest,
     CustomersRedact,
     ShopRedact,
+    /// A hold placed on, or released from, one of an order's fulfillment orders in Shopify
+    /// (by staff, another app, or orderlane itself).
+    FulfillmentOrdersPlacedOnHold,
+    FulfillmentOrdersHoldReleased,
 }
 
 impl Topic {
@@ -233,6 +237,8 @@ impl Topic {
             "customers/data_request" => Topic::CustomersDataRequest,
             "customers/redact" => Topic::CustomersRedact,
             "shop/redact" => Topic::ShopRedact,
+            "fulfillment_orders/placed_on_hold" => Topic::FulfillmentOrdersPlacedOnHold,
+            "fulfillment_orders/hold_released" => Topic::FulfillmentOrdersHoldReleased,
             _ => return None,
         })
     }
@@ -249,12 +255,21 @@ impl Topic {
             Topic::CustomersDataRequest => "customers/data_request",
             Topic::CustomersRedact => "customers/redact",
             Topic::ShopRedact => "shop/redact",
+            Topic::FulfillmentOrdersPlacedOnHold => "fulfillment_orders/placed_on_hold",
+            Topic::FulfillmentOrdersHoldReleased => "fulfillment_orders/hold_released",
         }
     }
 
     /// Topics whose body is an order (or names one) and feeds routing.
     pub fn is_order_event(self) -> bool {
-        !matches!(self, Topic::CustomersDataRequest | Topic::CustomersRedact | Topic::ShopRedact)
+        !matches!(
+            self,
+            Topic::CustomersDataRequest
+                | Topic::CustomersRedact
+                | Topic::ShopRedact
+                | Topic::FulfillmentOrdersPlacedOnHold
+                | Topic::FulfillmentOrdersHoldReleased
+        )
     }
 }
 

@@ -18,9 +18,10 @@ const STEP_LIMIT: i64 = 200;
 pub async fn run(edge: &Edge, env: &worker::Env) {
     let now = now_ms();
     // Each step runs to completion whatever the others did; a step reports its own failure.
-    let steps: [(&str, StepResult); 4] = [
+    let steps: [(&str, StepResult); 5] = [
         ("sweep_timeouts", sweep_timeouts(edge, now).await),
         ("requeue_overdue", requeue_overdue(edge, now).await),
+        ("shopify_mirrors", super::shopify::requeue_mirrors(edge, now).await),
         ("gates", super::gates::cron_step(env, &edge.store, now).await),
         ("purge_bodies", purge_bodies(edge, now).await),
     ];
@@ -116,8 +117,13 @@ async fn sweep_one(edge: &Edge, row: &OrderRow, lane: &crate::core::rules::Lane,
     let rec = writer::record_with(row, &[], &[], now);
     let Some(applied) = sweep(&rec, lane, now) else { return true };
     let change = Change::to(row, &[], super::ingest::ACTOR, now);
-    match writer::statements(&edge.store, &change, &applied) {
-        Ok(st) => edge.store.batch(st).await.is_ok(),
-        Err(_) => false,
+    let mirror = writer::shopify_desire(&change, &applied).is_some();
+    let Ok(st) = writer::statements(&edge.store, &change, &applied) else { return false };
+    if edge.store.batch(st).await.is_err() {
+        return false;
     }
+    if mirror {
+        super::shopify::nudge(edge, &row.shop, &row.order_id, 0).await;
+    }
+    true
 }

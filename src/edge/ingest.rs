@@ -278,10 +278,14 @@ async fn attempt(
         lifecycle: Default::default(),
     };
     statements.extend(writer::statements(store, &change, &applied)?);
+    let mirror = writer::shopify_desire(&change, &applied).is_some();
     store.batch(statements).await?;
     if note {
         memo::noted(&lane_name, seen, now_ms);
     }
     queue::follow_up(edge, &d.shop, order_id, &applied, reads.row.is_none()).await;
+    if mirror {
+        super::shopify::nudge(edge, &d.shop, order_id, 0).await;
+    }
     Ok(Recorded::Accepted { review: false })
 }

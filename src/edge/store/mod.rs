@@ -5,6 +5,7 @@
 mod attempts;
 mod orders;
 mod privacy;
+mod shopify;
 mod stock;
 
 pub use attempts::{AttemptEnd, DeadLetter};
@@ -12,6 +13,7 @@ pub use orders::{
     DecisionCols, Guess, LeaseOp, Lifecycle, OrderCols, OrderReads, OrderRow, OrderWrite, ReadPlan,
     StockGuess,
 };
+pub use shopify::{Run, MIRROR_GRACE_MS};
 
 use std::cell::Cell;
 

@@ -1,0 +1,372 @@
+//! Shopify as a peer: the GraphQL Admin API client (tokens, throttling, timeouts), holds
+//! mirrored onto an order's fulfillment orders through the queue, staff holds and releases
+//! made in Shopify, reconciliation of orders whose webhooks never arrived, and the webhook
+//! health check. What each answer means and what to change is decided in `core::shopify`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+use worker::{Message, MessageExt, QueueRetryOptionsBuilder};
+
+use super::context::{now_ms, random_unit, Edge};
+use super::outbound;
+use super::store::{AuditRow, DeadLetter, StoreError};
+use crate::core::retry::{self, Outcome};
+use crate::core::shopify::{self as sh, Answer, Desired, Plan};
+use crate::core::types::Reason;
+
+pub const ACTOR: &str = "system:shopify";
+/// Staff acting in the Shopify admin.
+pub const STAFF: &str = "shopify:staff";
+pub const RECONCILE_ACTOR: &str = "system:reconcile";
+const MESSAGE_OP: &str = "shopify_hold";
+/// The dead-letter cause of a mirror Shopify kept refusing or failing.
+pub const DEAD_LETTER_CAUSE: &str = "shopify_hold";
+/// A token from the client-credentials grant is renewed this long before it expires.
+const TOKEN_MARGIN_MS: i64 = 300_000;
+
+// Client-credentials tokens per shop, for this isolate: (token, expires at).
+thread_local! {
+    static TOKENS: RefCell<HashMap<String, (String, i64)>> = RefCell::new(HashMap::new());
+}
+
+fn origin(edge: &Edge, shop: &str) -> String {
+    edge.settings.shopify.origin.clone().unwrap_or_else(|| format!("https://{shop}"))
+}
+
+/// The access token for `shop`: its static token, else one from the client-credentials grant
+/// (cached until shortly before it expires).
+async fn token(edge: &Edge, shop: &str) -> Result<String, Answer> {
+    let cfg = &edge.settings.shopify;
+    if let Some((_, t)) = cfg.tokens.iter().find(|(s, _)| s == shop) {
+        return Ok(t.clone());
+    }
+    let Some((id, secret)) = cfg.client.as_ref() else {
+        return Err(Answer::Permanent(format!("no Admin API credentials for {shop}")));
+    };
+    let now = now_ms();
+    if let Some(t) =
+        TOKENS.with(|m| m.borrow().get(shop).filter(|(_, exp)| *exp - TOKEN_MARGIN_MS > now).cloned())
+    {
+        return Ok(t.0);
+    }
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        form_encode(id),
+        form_encode(secret)
+    );
+    let url = format!("{}/admin/oauth/access_token", origin(edge, shop));
+    let headers = [("content-type", "application/x-www-form-urlencoded".to_string())];
+    let (code, _, bytes) = outbound::call(&url, &headers, form.as_bytes(), cfg.timeout_ms)
+        .await
+        .map_err(|o| Answer::Transient(format!("token grant: {}", o.code())))?;
+    match (code, sh::parse_token_grant(&bytes)) {
+        (200, Some((t, secs))) => {
+            TOKENS.with(|m| m.borrow_mut().insert(shop.to_string(), (t.clone(), now + secs * 1000)));
+            Ok(t)
+        }
+        (500..=599, _) => Err(Answer::Transient(format!("token grant: http_{code}"))),
+        _ => Err(Answer::Permanent(format!("token grant refused: http_{code}"))),
+    }
+}
+
+fn form_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// One GraphQL call to `shop`'s Admin API, bounded by `SHOPIFY_TIMEOUT_MS`.
+pub async fn graphql(edge: &Edge, shop: &str, body: &str) -> Answer {
+    let token = match token(edge, shop).await {
+        Ok(t) => t,
+        Err(a) => return a,
+    };
+    let url = format!("{}/admin/api/{}/graphql.json", origin(edge, shop), sh::API_VERSION);
+    let headers = [("content-type", "application/json".to_string()), ("x-shopify-access-token", token)];
+    match outbound::call(&url, &headers, body.as_bytes(), edge.settings.shopify.timeout_ms).await {
+        Ok((code, retry_after, bytes)) => {
+            if code == 401 {
+                // A granted token may have been revoked: the next call asks for a new one.
+                TOKENS.with(|m| m.borrow_mut().remove(shop));
+            }
+            let wait = retry_after.as_deref().and_then(|v| retry::parse_retry_after(v, now_ms()));
+            sh::classify(code, wait, &bytes)
+        }
+        Err(Outcome::Timeout) => Answer::Transient("timeout".into()),
+        Err(o) => Answer::Transient(o.code()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Holds mirrored into Shopify.
+
+/// Puts the order's mirror on the queue (after the change that asks for it is committed).
+/// A failed send is picked up by the cron once the mirror is overdue.
+pub async fn nudge(edge: &Edge, shop: &str, order_id: &str, delay_secs: u32) {
+    let Some(q) = edge.queue.as_ref() else { return };
+    let body = json!({ "op": MESSAGE_OP, "shop": shop, "order_id": order_id }).to_string();
+    let send = worker::MessageBuilder::new(body).delay_seconds(delay_secs).build();
+    if let Err(e) = q.send(send).await {
+        worker::console_error!(
+            "shopify mirror enqueue failed for {shop}:{order_id}, the cron will re-send: {e}"
+        );
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MirrorMessage {
+    op: String,
+    shop: String,
+    order_id: String,
+}
+
+fn mirror_message(raw: &str) -> Option<MirrorMessage> {
+    serde_json::from_str::<MirrorMessage>(raw).ok().filter(|m| m.op == MESSAGE_OP)
+}
+
+/// Whether a queue message is a mirror (the warehouse's messages have no `op`).
+pub fn is_mirror_message(raw: &str) -> bool {
+    raw.contains(MESSAGE_OP) && mirror_message(raw).is_some()
+}
+
+enum Next {
+    Ack,
+    Later(u32),
+}
+
+/// Consumes one mirror message: acked when done or given up (a dead letter), re-sent with a
+/// delay after a throttled or transient answer, retried by the runtime on storage errors.
+pub async fn consume(edge: &Edge, m: &Message<String>) {
+    let Some(msg) = mirror_message(m.body()) else {
+        m.ack();
+        return;
+    };
+    match carry_out(edge, &msg.shop, &msg.order_id).await {
+        Ok(Next::Ack) => m.ack(),
+        Ok(Next::Later(secs)) => {
+            let again = worker::MessageBuilder::new(m.body().clone()).delay_seconds(secs).build();
+            let sent = match edge.queue.as_ref() {
+                Some(q) => q.send(again).await.is_ok(),
+                None => false,
+            };
+            if sent {
+                m.ack();
+            } else {
+                m.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(secs).build());
+            }
+        }
+        Err(e) => {
+            worker::console_error!("shopify mirror for {}:{} will be retried: {e:?}", msg.shop, msg.order_id);
+            m.retry_with_options(
+                &QueueRetryOptionsBuilder::new().with_delay_seconds(edge.settings.infra_retry_secs()).build(),
+            );
+        }
+    }
+}
+
+/// What carrying out a mirror produced.
+struct Carried {
+    /// (fulfillment order, orderlane's hold on it now)
+    seen: Vec<(String, Option<String>)>,
+    placed: usize,
+    released: usize,
+}
+
+async fn carry_out(edge: &Edge, shop: &str, order_id: &str) -> Result<Next, StoreError> {
+    let store = &edge.store;
+    let Some(row) = store.mirror_row(shop, order_id).await? else { return Ok(Next::Ack) };
+    if row.done_version >= row.version {
+        return Ok(Next::Ack);
+    }
+    let desired = match (row.desired.as_str(), row.reason.as_deref().and_then(Reason::parse)) {
+        ("hold", Some(reason)) => Desired::Hold { reason, notes: row.notes.clone().unwrap_or_default() },
+        _ => Desired::Release,
+    };
+    let now = now_ms();
+    match apply(edge, shop, order_id, &desired).await {
+        Ok(c) => {
+            let mut statements = vec![store.mirror_done(shop, order_id, row.version, now)?];
+            for (fo, hold) in &c.seen {
+                statements.push(store.saw_fulfillment_order(shop, order_id, fo, hold.as_deref(), now)?);
+            }
+            if c.placed + c.released > 0 {
+                let (event, detail) = match &desired {
+                    Desired::Hold { reason, .. } => (
+                        "shopify_hold_placed",
+                        json!({ "shopify_reason": reason.shopify_hold_reason(), "handle": sh::HOLD_HANDLE,
+                                "fulfillment_orders": c.placed, "replaced": c.released }),
+                    ),
+                    Desired::Release => {
+                        ("shopify_hold_released", json!({ "fulfillment_orders": c.released }))
+                    }
+                };
+                statements.push(audit(edge, shop, order_id, event, row.reason.as_deref(), &detail, now)?);
+            }
+            store.batch(statements).await?;
+            Ok(Next::Ack)
+        }
+        Err(Answer::Throttled { wait_secs }) => {
+            // Shopify said when: not a failure, and not counted as an attempt.
+            let due = now + i64::from(wait_secs) * 1000 + super::store::MIRROR_GRACE_MS;
+            let st =
+                store.mirror_retry(shop, order_id, row.version, row.attempts, Some(due), "throttled", now)?;
+            store.batch(vec![st]).await?;
+            Ok(Next::Later(wait_secs))
+        }
+        Err(Answer::Transient(e)) => {
+            let attempts = row.attempts + 1;
+            match retry::scheduled_delay(u32::try_from(attempts).unwrap_or(u32::MAX)) {
+                Some(base) => {
+                    let delay = retry::scaled_delay(
+                        retry::jittered(base, random_unit()),
+                        retry::Class::Transient { retry_after_secs: None },
+                        edge.settings.delay_scale,
+                    );
+                    let due = now + i64::from(delay) * 1000 + super::store::MIRROR_GRACE_MS;
+                    let st = store.mirror_retry(shop, order_id, row.version, attempts, Some(due), &e, now)?;
+                    store.batch(vec![st]).await?;
+                    Ok(Next::Later(delay))
+                }
+                None => {
+                    give_up(edge, shop, order_id, row.version, attempts, row.reason.as_deref(), &e, now).await
+                }
+            }
+        }
+        Err(Answer::Permanent(e)) => {
+            give_up(edge, shop, order_id, row.version, row.attempts + 1, row.reason.as_deref(), &e, now).await
+        }
+        Err(Answer::Data(_)) => Ok(Next::Ack),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn give_up(
+    edge: &Edge,
+    shop: &str,
+    order_id: &str,
+    version: i64,
+    attempts: i64,
+    reason: Option<&str>,
+    error: &str,
+    now: i64,
+) -> Result<Next, StoreError> {
+    let store = &edge.store;
+    let statements = vec![
+        store.mirror_retry(shop, order_id, version, attempts, None, error, now)?,
+        store.dead_letter(
+            &DeadLetter {
+                shop: Some(shop),
+                order_id: Some(order_id),
+                submission: None,
+                cause: DEAD_LETTER_CAUSE,
+                attempts,
+                last_error: Some(error),
+                http_status: None,
+                response: None,
+                message: None,
+            },
+            now,
+        )?,
+        audit(
+            edge,
+            shop,
+            order_id,
+            "shopify_hold_failed",
+            reason,
+            &json!({ "attempts": attempts, "error": error }),
+            now,
+        )?,
+    ];
+    store.batch(statements).await?;
+    Ok(Next::Ack)
+}
+
+fn audit(
+    edge: &Edge,
+    shop: &str,
+    order_id: &str,
+    event: &str,
+    reason: Option<&str>,
+    detail: &Value,
+    now: i64,
+) -> Result<worker::D1PreparedStatement, StoreError> {
+    edge.store.audit(&AuditRow {
+        at_ms: now,
+        shop: Some(shop),
+        order_id: Some(order_id),
+        seq: None,
+        segment: None,
+        event,
+        from_state: None,
+        to_state: None,
+        reason,
+        rule_id: None,
+        rules_version: None,
+        actor: ACTOR,
+        detail,
+    })
+}
+
+/// Reads the order's fulfillment orders and makes the mutations the plan asks for. Planned
+/// from what Shopify shows now, so a repeat makes no second mutation.
+async fn apply(edge: &Edge, shop: &str, order_id: &str, desired: &Desired) -> Result<Carried, Answer> {
+    let q = sh::request(sh::Q_FULFILLMENT_ORDERS, json!({ "id": sh::order_gid(order_id) }));
+    let data = match graphql(edge, shop, &q).await {
+        Answer::Data(d) => d,
+        other => return Err(other),
+    };
+    let Some(fos) = sh::parse_fulfillment_orders(&data) else {
+        return Err(Answer::Permanent("the order is not known to Shopify".into()));
+    };
+    let mut holds: HashMap<String, Option<String>> = fos
+        .iter()
+        .map(|f| (f.id.clone(), f.holds.iter().find(|h| h.handle == sh::HOLD_HANDLE).map(|h| h.id.clone())))
+        .collect();
+    let mutations = match sh::plan(desired, &fos) {
+        Plan::Done => Vec::new(),
+        Plan::NotYet => return Err(Answer::Transient("the order has no fulfillment orders yet".into())),
+        Plan::Mutate(m) => m,
+    };
+    let (mut placed, mut released) = (0, 0);
+    for m in &mutations {
+        let data = match graphql(edge, shop, &m.request()).await {
+            Answer::Data(d) => d,
+            other => return Err(other),
+        };
+        let payload = data.get(m.field()).cloned().unwrap_or(Value::Null);
+        let errors = sh::user_errors(&payload);
+        if !errors.is_empty() {
+            // Someone placed the same handle meanwhile: planning again sees it in place.
+            if errors.iter().all(|e| e.contains("DUPLICATE_FULFILLMENT_HOLD_HANDLE")) {
+                return Err(Answer::Transient(errors.join("; ")));
+            }
+            return Err(Answer::Permanent(format!("userErrors: {}", errors.join("; "))));
+        }
+        match m {
+            sh::Mutation::Hold { fulfillment_order, .. } => {
+                let id = payload.pointer("/fulfillmentHold/id").and_then(Value::as_str).map(str::to_string);
+                holds.insert(fulfillment_order.clone(), id);
+                placed += 1;
+            }
+            sh::Mutation::Release { fulfillment_order, .. } => {
+                holds.insert(fulfillment_order.clone(), None);
+                released += 1;
+            }
+        }
+    }
+    Ok(Carried { seen: holds.into_iter().collect(), placed, released })
+}
+
+/// Cron: mirrors the queue did not carry out in time go back on it.
+pub async fn requeue_mirrors(edge: &Edge, now: i64) -> Result<String, String> {
+    let rows = edge.store.mirrors_due(now, 100).await.map_err(|e| format!("{e:?}"))?;
+    for r in &rows {
+        nudge(edge, &r.shop, &r.order_id, 0).await;
+    }
+    Ok(format!("{} overdue Shopify hold mirrors re-enqueued", rows.len()))
+}

@@ -1,0 +1,127 @@
+// Shopify as a peer, through the real Worker and a fake Admin API (tests/support/fake-shopify.mjs):
+// holds mirrored onto fulfillment orders, their release, idempotence, throttling, staff holds
+// and releases made in Shopify, reconciliation of orders whose webhooks never arrived.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startStack, admin, eventually, SHOP } from '../support/stack.mjs';
+import { startFakeShopify } from '../support/fake-shopify.mjs';
+import { orderJson } from '../support/orders.mjs';
+import { client, sleep } from '../support/api.mjs';
+
+let stack;
+let shopify;
+let api;
+before(async () => {
+  shopify = await startFakeShopify({ tokens: ['shpat_e2e'] });
+  stack = await startStack({ vars: {
+    RETRY_DELAY_SCALE: '0.001',
+    FULFILMENT_TIMEOUT_MS: '2000',
+    SHOPIFY_ADMIN_TOKENS: `${SHOP}:shpat_e2e`,
+    SHOPIFY_ADMIN_ORIGIN: shopify.url,
+  } });
+  api = client(stack);
+  for (const lane of ['default', 'eu']) {
+    const r = await admin(stack, 'PUT', `/segments/${lane}/mode`, { mode: 'auto', note: 'e2e: release lane' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  }
+  const stock = await admin(stack, 'PUT', '/stock', [{ sku: 'SKU-STD', available: 100000 }]);
+  assert.equal(stock.status, 200, JSON.stringify(stock.body));
+});
+after(async () => { await stack?.stop(); await shopify?.close(); });
+
+const holdsOf = (orderId) => shopify.fulfillmentOrders(orderId).map((f) => f.holds.filter((h) => h.handle === 'orderlane'));
+const mutations = (orderId, op) => {
+  const fos = new Set(shopify.fulfillmentOrders(orderId).map((f) => f.id));
+  return shopify.ops(op).filter((c) => fos.has(c.variables.id) && c.answered === 200);
+};
+const mirrorDone = (orderId) => eventually(async () => {
+  const rows = await stack.sql(`SELECT desired, version, done_version FROM shopify_holds WHERE order_id = '${orderId}'`);
+  return rows[0] && rows[0].done_version >= rows[0].version && rows[0];
+}, { what: `the Shopify mirror of ${orderId} to be carried out` });
+
+test('a bad address holds every open fulfillment order once, with the mapped reason; the fix releases it', async () => {
+  const t0 = Date.now() - 60_000;
+  const o = orderJson({ zip: 'ABC', createdMs: t0 });
+  shopify.addOrder(o.raw, { fos: 2 });
+  assert.equal((await api.send(o.raw)).status, 200);
+  assert.equal(await api.stateOf(o.id), 'hold/address');
+  await eventually(() => holdsOf(o.id).every((h) => h.length === 1), { what: 'a hold on each fulfillment order' });
+  for (const fo of shopify.fulfillmentOrders(o.id)) {
+    assert.equal(fo.status, 'ON_HOLD');
+    const [h] = fo.holds;
+    assert.equal(h.reason, 'INCORRECT_ADDRESS');
+    assert.match(h.reasonNotes, /address/i, 'the notes say why');
+  }
+  assert.equal(mutations(o.id, 'OrderlaneHold').length, 2, 'one mutation per fulfillment order');
+  const placed = await api.waitEvent(o.id, 'shopify_hold_placed');
+  assert.equal(placed.actor, 'system:shopify');
+  assert.equal(JSON.parse(placed.detail).shopify_reason, 'INCORRECT_ADDRESS');
+  await mirrorDone(o.id);
+
+  const fixed = orderJson({ id: o.id, zip: '40003', createdMs: t0, updatedMs: t0 + 10_000 });
+  assert.equal((await api.send(fixed.raw, { topic: 'orders/updated' })).status, 200);
+  assert.ok(['ready-for-fulfilment', 'submitted'].includes(await api.stateOf(o.id)));
+  await eventually(() => holdsOf(o.id).every((h) => h.length === 0), { what: 'the holds released' });
+  assert.equal(mutations(o.id, 'OrderlaneRelease').length, 2, 'one release per fulfillment order');
+  assert.ok(shopify.fulfillmentOrders(o.id).every((f) => f.status === 'OPEN'));
+  await api.waitEvent(o.id, 'shopify_hold_released');
+  // The warehouse still gets the order exactly once.
+  await api.waitPosts(o.id, 1);
+});
+
+test('a repeated webhook makes no second mutation', async () => {
+  const o = orderJson({ zip: 'ABC' });
+  shopify.addOrder(o.raw);
+  const first = await api.send(o.raw, { webhookId: `dup-${o.id}` });
+  assert.equal(first.status, 200);
+  await mirrorDone(o.id);
+  const again = await api.send(o.raw, { webhookId: `dup-${o.id}` });
+  assert.equal(again.body.status, 'duplicate');
+  // The same version again under a new webhook id (Shopify sends both create and update).
+  await api.send(o.raw, { topic: 'orders/updated' });
+  // The cron re-sends only mirrors not carried out.
+  await api.fireCron();
+  await sleep(1500);
+  assert.equal(mutations(o.id, 'OrderlaneHold').length, 1, 'exactly one hold mutation');
+  assert.deepEqual(holdsOf(o.id).map((h) => h.length), [1]);
+});
+
+test('a throttled answer is retried after the advertised wait', async () => {
+  const o = orderJson({ zip: 'ABC' });
+  shopify.addOrder(o.raw);
+  // requested 300, available 100, restore 100/s: the bucket refills in 2 s.
+  shopify.failNext('throttled', { op: 'OrderlaneFulfillmentOrders', requested: 300, available: 100 });
+  await api.send(o.raw);
+  await mirrorDone(o.id);
+  const calls = shopify.ops('OrderlaneFulfillmentOrders').filter((c) => c.variables.id === `gid://shopify/Order/${o.id}`);
+  assert.equal(calls[0].answered, 'throttled');
+  assert.equal(calls[1].answered, 200);
+  assert.ok(calls[1].at - calls[0].at >= 2000, `retried after ${calls[1].at - calls[0].at} ms, Shopify asked for 2 s`);
+  assert.equal(mutations(o.id, 'OrderlaneHold').length, 1);
+});
+
+test('a 429 with Retry-After is honoured, and userErrors dead-letter the mirror without touching the order', async () => {
+  const o = orderJson({ zip: 'ABC' });
+  shopify.addOrder(o.raw);
+  shopify.failNext('429', { op: 'OrderlaneFulfillmentOrders', retryAfter: 1 });
+  shopify.failNext('userErrors', { op: 'OrderlaneHold', message: 'The fulfillment order is not in a holdable state.' });
+  await api.send(o.raw);
+  const dl = await eventually(async () => (await api.deadLetters(o.id))[0], { what: 'a dead letter for the mirror' });
+  assert.equal(dl.cause, 'shopify_hold');
+  assert.match(dl.last_error, /not in a holdable state/);
+  assert.equal(await api.stateOf(o.id), 'hold/address', 'the order stays held in orderlane');
+  const failed = await api.waitEvent(o.id, 'shopify_hold_failed');
+  assert.equal(failed.actor, 'system:shopify');
+  // A person re-drives it: the hold is placed.
+  const r = await admin(stack, 'POST', `/dead-letters/${dl.id}/redrive`, { note: 'e2e: fulfillment order fixed' });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  await eventually(() => holdsOf(o.id).every((h) => h.length === 1), { what: 'the hold placed after the re-drive' });
+});
+
+test('the Admin API is called with the token and the pinned version', () => {
+  assert.ok(shopify.calls.length > 0);
+  for (const c of shopify.calls) {
+    assert.equal(c.token, 'shpat_e2e');
+    assert.equal(c.version, '2025-10');
+  }
+});
