@@ -370,3 +370,130 @@ pub async fn requeue_mirrors(edge: &Edge, now: i64) -> Result<String, String> {
     }
     Ok(format!("{} overdue Shopify hold mirrors re-enqueued", rows.len()))
 }
+
+// ---------------------------------------------------------------------------------------
+// Holds placed and released in Shopify.
+
+/// What a hold webhook was, for the answer.
+pub struct HoldEventOutcome {
+    pub status: &'static str,
+    pub review: bool,
+}
+
+/// `fulfillment_orders/placed_on_hold` and `fulfillment_orders/hold_released`. A hold staff
+/// place in Shopify on an order orderlane routes puts it on `hold/manual` (actor
+/// `shopify:staff`); staff releasing orderlane's hold is an operator release by
+/// `shopify:staff`: the rules run again, and if they still hold the order, orderlane's hold
+/// goes back on. orderlane's own holds and releases coming back, and fulfillment orders
+/// orderlane never saw, are recorded as `ignored`.
+pub async fn hold_event(
+    edge: &Edge,
+    d: &crate::core::webhook::Delivery,
+    placed: bool,
+    body: &[u8],
+    now: i64,
+) -> Result<HoldEventOutcome, StoreError> {
+    use super::store::NewDelivery;
+    use crate::core::apply::Action;
+    use crate::core::types::State;
+
+    let store = &edge.store;
+    let record = |outcome, detail, order_id, body| NewDelivery {
+        delivery: d,
+        received_ms: now,
+        outcome,
+        detail,
+        order_id,
+        customer_id: None,
+        body,
+    };
+    let event = match sh::parse_hold_event(body) {
+        Ok(e) => e,
+        Err(e) => {
+            let detail = format!("{}: {e}", e.code());
+            store.batch(store.record_delivery(&record("review", Some(&detail), None, Some(body)))?).await?;
+            return Ok(HoldEventOutcome { status: "accepted", review: true });
+        }
+    };
+    let fo = store.fulfillment_order(&d.shop, &event.fulfillment_order).await?;
+    let row = match &fo {
+        Some(f) => store.order(&d.shop, &f.order_id).await?,
+        None => None,
+    };
+    // What to do, and why (the delivery's detail).
+    let (action, detail): (Option<Action>, &str) = match (&fo, &row) {
+        (None, _) | (_, None) => (None, "a fulfillment order orderlane has not seen"),
+        (Some(_), Some(_)) if placed && event.handle.as_deref() == Some(sh::HOLD_HANDLE) => {
+            (None, "orderlane's own hold")
+        }
+        (Some(_), Some(r)) if placed => match r.state {
+            State::Hold => (None, "held in Shopify by staff; already held in orderlane"),
+            State::Submitted | State::Fulfilled | State::Cancelled => {
+                (None, "held in Shopify by staff; orderlane no longer routes this order")
+            }
+            _ => (Some(Action::OperatorHold), "held in Shopify by staff"),
+        },
+        (Some(f), Some(r)) => {
+            let ours_gone = f.hold_id.is_some() && event.status.as_deref() != Some("on_hold");
+            if ours_gone && r.state == State::Hold {
+                (Some(Action::OperatorRelease), "orderlane's hold released in Shopify by staff")
+            } else if f.hold_id.is_none() {
+                (None, "no orderlane hold was in place")
+            } else {
+                (None, "another hold released; orderlane's stays")
+            }
+        }
+    };
+    let outcome = if action.is_some() { "accepted" } else { "ignored" };
+    let mut statements = store.record_delivery(&record(
+        outcome,
+        Some(detail),
+        fo.as_ref().map(|f| f.order_id.as_str()),
+        None,
+    ))?;
+    if let (Some(Action::OperatorRelease), Some(f)) = (action, &fo) {
+        statements.push(store.saw_fulfillment_order(
+            &d.shop,
+            &f.order_id,
+            &event.fulfillment_order,
+            None,
+            now,
+        )?);
+    }
+    store.batch(statements).await?;
+    let (Some(action), Some(row)) = (action, row) else {
+        return Ok(HoldEventOutcome { status: outcome, review: false });
+    };
+    let staff = super::api::Operator { actor: STAFF.to_string() };
+    let state = row.state_text();
+    let result = super::overrides::apply_operator(
+        edge,
+        &staff,
+        &row.shop,
+        &row.order_id,
+        action,
+        detail,
+        Some(&state),
+    )
+    .await;
+    let v = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let status = e.into_response().status_code();
+            worker::console_warn!("{detail} for {}:{}: not applied ({status})", row.shop, row.order_id);
+            return Ok(HoldEventOutcome { status: "accepted", review: false });
+        }
+    };
+    if action == Action::OperatorRelease {
+        // The rules may hold the order again: then orderlane's hold goes back on in Shopify.
+        let held = v.get("state").and_then(Value::as_str) == Some(State::Hold.as_str());
+        let reason = v.get("reason").and_then(Value::as_str).and_then(Reason::parse);
+        if let (true, Some(reason)) = (held, reason) {
+            let notes = v.get("explanation").and_then(Value::as_str).unwrap_or(reason.as_str()).to_string();
+            let want = Desired::Hold { reason, notes };
+            store.batch(vec![store.want_in_shopify(&row.shop, &row.order_id, &want, now)?]).await?;
+            nudge(edge, &row.shop, &row.order_id, 0).await;
+        }
+    }
+    Ok(HoldEventOutcome { status: "accepted", review: false })
+}

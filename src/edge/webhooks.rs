@@ -141,6 +141,11 @@ async fn record(edge: &Edge, d: &webhook::Delivery, body: &[u8]) -> Result<Recor
             ingest::Recorded::Accepted { review } => Ok(Recorded { status: "accepted", review }),
         };
     }
+    if matches!(topic, Topic::FulfillmentOrdersPlacedOnHold | Topic::FulfillmentOrdersHoldReleased) {
+        let placed = topic == Topic::FulfillmentOrdersPlacedOnHold;
+        let r = super::shopify::hold_event(edge, d, placed, body, received_ms).await?;
+        return Ok(Recorded { status: r.status, review: r.review });
+    }
     // Privacy requests: record or erase, and keep no copy of the request body itself (it
     // carries the customer's email and phone).
     let mut extra = Vec::new();

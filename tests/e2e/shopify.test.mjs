@@ -125,3 +125,71 @@ test('the Admin API is called with the token and the pinned version', () => {
     assert.equal(c.version, '2025-10');
   }
 });
+
+const holdWebhook = (foId, status, hold) => JSON.stringify({
+  fulfillment_order: { id: foId, status },
+  ...(hold ? { created_fulfillment_hold: hold } : {}),
+});
+
+test('staff releasing orderlane\'s hold in Shopify is an audited operator action; the rules route the order again', async () => {
+  const none = 'SKU-STAFF-' + Date.now();
+  await admin(stack, 'PUT', '/stock', [{ sku: none, available: 0 }]);
+  const o = orderJson({ lines: [{ sku: none, quantity: 1 }] });
+  const [fo] = shopify.addOrder(o.raw);
+  await api.send(o.raw);
+  assert.equal(await api.stateOf(o.id), 'hold/inventory');
+  await eventually(() => holdsOf(o.id)[0].length === 1, { what: 'orderlane\'s hold in Shopify' });
+  assert.equal(holdsOf(o.id)[0][0].reason, 'INVENTORY_OUT_OF_STOCK');
+
+  // Our own hold coming back as a webhook changes nothing.
+  const echo = await api.send(holdWebhook(fo, 'on_hold', { id: holdsOf(o.id)[0][0].id, handle: 'orderlane', reason: 'inventory_out_of_stock' }),
+    { topic: 'fulfillment_orders/placed_on_hold' });
+  assert.equal(echo.body.status, 'ignored');
+
+  // Stock arrives; staff release the hold in the Shopify admin.
+  await admin(stack, 'PUT', '/stock', [{ sku: none, available: 3 }]);
+  shopify.staffRelease(fo);
+  const r = await api.send(holdWebhook(fo, 'open'), { topic: 'fulfillment_orders/hold_released' });
+  assert.equal(r.status, 200);
+  assert.equal(r.body.status, 'accepted');
+  await api.waitState(o.id, ['ready-for-fulfilment', 'submitted']);
+  const release = (await api.timeline(o.id)).find((row) => row.actor === 'shopify:staff');
+  assert.ok(release, 'the release is audited with actor shopify:staff');
+  assert.equal(release.from_state, 'hold');
+  assert.match(JSON.parse(release.detail).note, /released in Shopify by staff/);
+  await api.waitPosts(o.id, 1);
+  assert.equal(mutations(o.id, 'OrderlaneHold').length, 1, 'no hold placed again');
+});
+
+test('staff releasing orderlane\'s hold while the cause remains: the rules hold it again, and so does Shopify', async () => {
+  const o = orderJson({ zip: 'ABC' });
+  const [fo] = shopify.addOrder(o.raw);
+  await api.send(o.raw);
+  await eventually(() => holdsOf(o.id)[0].length === 1, { what: 'orderlane\'s hold in Shopify' });
+  await mirrorDone(o.id);
+  shopify.staffRelease(fo);
+  const r = await api.send(holdWebhook(fo, 'open'), { topic: 'fulfillment_orders/hold_released' });
+  assert.equal(r.body.status, 'accepted');
+  await api.waitEvent(o.id, 'operator_release');
+  assert.equal(await api.stateOf(o.id), 'hold/address');
+  await eventually(() => holdsOf(o.id)[0].length === 1, { what: 'orderlane\'s hold placed again' });
+  assert.equal(mutations(o.id, 'OrderlaneHold').length, 2);
+  assert.equal(api.posts(o.id).length, 0, 'never sent');
+  // A staff hold of their own on top is recorded; orderlane already holds the order.
+  const staff = shopify.staffHold(fo);
+  const placed = await api.send(holdWebhook(fo, 'on_hold', { id: staff.id, handle: '', reason: 'other' }),
+    { topic: 'fulfillment_orders/placed_on_hold' });
+  assert.equal(placed.body.status, 'ignored');
+  const d = (await api.view(o.id)).deliveries.find((x) => x.topic === 'fulfillment_orders/placed_on_hold');
+  assert.match(d.detail, /staff; already held/);
+});
+
+test('a hold webhook for a fulfillment order orderlane never saw is recorded and ignored', async () => {
+  const r = await api.send(holdWebhook('gid://shopify/FulfillmentOrder/999999999', 'on_hold', { id: 'x', handle: '' }),
+    { topic: 'fulfillment_orders/placed_on_hold' });
+  assert.equal(r.status, 200);
+  assert.equal(r.body.status, 'ignored');
+  const bad = await api.send('{"nope":1}', { topic: 'fulfillment_orders/hold_released' });
+  assert.equal(bad.status, 200);
+  assert.equal(bad.body.held_for_review, true);
+});
