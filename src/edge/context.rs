@@ -194,7 +194,7 @@ fn kv_mode_of(lane: &str, flag: Flag) -> KvMode {
 
 /// The settings, parsed once per isolate: vars and secrets are fixed for an isolate's life
 /// (a change is a new deployment, and new isolates).
-fn settings(env: &Env) -> &'static Settings {
+pub fn settings(env: &Env) -> &'static Settings {
     SETTINGS.get_or_init(|| Settings::from_env(env))
 }
 

@@ -45,6 +45,7 @@ pub async fn record_and_route(
     topic: Topic,
     body: &[u8],
     now_ms: i64,
+    actor: &str,
 ) -> Result<Recorded, StoreError> {
     let parsed = match topic {
         Topic::OrdersRiskAssessmentChanged => parse_risk_event(body).map(Parsed::Risk),
@@ -69,7 +70,7 @@ pub async fn record_and_route(
         _ => Basis::Read,
     };
     for _ in 0..MAX_RACES {
-        match attempt(edge, m, d, topic, &parsed, &order_id, body, now_ms, basis).await {
+        match attempt(edge, m, d, topic, &parsed, &order_id, body, now_ms, basis, actor).await {
             // Duplicate, guess wrong, or a race lost on the order or its stock: read (the
             // read answers a duplicate) and decide again from fresh state.
             Err(StoreError::Conflict) => basis = Basis::Read,
@@ -167,6 +168,7 @@ async fn attempt(
     body: &[u8],
     now_ms: i64,
     basis: Basis,
+    actor: &str,
 ) -> Result<Recorded, StoreError> {
     let store = &edge.store;
     // The order the rules run on: the body itself, or for a verdict the latest stored body.
@@ -272,7 +274,7 @@ async fn attempt(
         open: &reads.open,
         body_order,
         email_hash: hash.as_deref(),
-        actor: ACTOR,
+        actor,
         note: None,
         now_ms,
         lifecycle: Default::default(),

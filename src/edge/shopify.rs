@@ -497,3 +497,230 @@ pub async fn hold_event(
     }
     Ok(HoldEventOutcome { status: "accepted", review: false })
 }
+
+// ---------------------------------------------------------------------------------------
+// Reconciliation and webhook health (cron).
+
+/// Shopify's order search trails its writes: each run lists again the last minutes before
+/// the newest order it saw (those orders are found unchanged).
+const RECONCILE_OVERLAP_MS: i64 = 10 * 60_000;
+
+/// The shops the cron works for: those allowed by `ALLOWED_SHOPS` that have credentials
+/// (with `*`, the shops named in `SHOPIFY_ADMIN_TOKENS`).
+fn shops(edge: &Edge, env: &worker::Env) -> Vec<String> {
+    let cfg = &edge.settings.shopify;
+    let Some(webhook) = super::config::webhook(env) else { return Vec::new() };
+    let mut out: Vec<String> = webhook
+        .allowed_shops
+        .iter()
+        .filter(|s| s.as_str() != crate::core::webhook::ANY_SHOP && cfg.enabled_for(s))
+        .cloned()
+        .collect();
+    if webhook.allowed_shops.iter().any(|s| s == crate::core::webhook::ANY_SHOP) {
+        for (shop, _) in &cfg.tokens {
+            if !out.contains(shop) {
+                out.push(shop.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Cron: per shop, the orders updated since the watermark, paged and bounded per run; each
+/// one orderlane lacks or holds an older version of goes through the webhook path
+/// (`system:reconcile`, keyed by order and version, so it is recorded once).
+pub async fn reconcile(edge: &Edge, env: &worker::Env, now: i64) -> Result<String, String> {
+    let shops = shops(edge, env);
+    if shops.is_empty() {
+        return Ok("no shop with Admin API credentials".into());
+    }
+    let mut out = Vec::new();
+    for shop in &shops {
+        match reconcile_shop(edge, shop, now).await {
+            Ok(s) => out.push(format!("{shop}: {s}")),
+            Err(e) => out.push(format!("{shop}: failed ({e:?})")),
+        }
+    }
+    Ok(out.join("; "))
+}
+
+async fn reconcile_shop(edge: &Edge, shop: &str, now: i64) -> Result<String, StoreError> {
+    let store = &edge.store;
+    let cfg = &edge.settings.shopify;
+    let state = store.sync_state(shop).await?;
+    let watermark = state.as_ref().map(|s| s.watermark_ms).unwrap_or(now - cfg.lookback_ms);
+    let (since, mut cursor) = match &state {
+        Some(s) if s.cursor.is_some() => (s.cursor_since_ms.unwrap_or(watermark), s.cursor.clone()),
+        _ => (watermark, None),
+    };
+    let filter = sh::orders_filter(since);
+    let mut run =
+        super::store::Run { kind: "reconcile", started_ms: now, since_ms: Some(since), ..Default::default() };
+    let mut newest = since;
+    let mut finished = false;
+    let mut problem = None;
+    for _ in 0..cfg.max_pages {
+        let q =
+            sh::request(sh::Q_ORDERS, json!({ "first": sh::ORDERS_PAGE, "after": cursor, "query": filter }));
+        let data = match graphql(edge, shop, &q).await {
+            Answer::Data(d) => d,
+            other => {
+                problem = Some(format!("{other:?}"));
+                break;
+            }
+        };
+        let Some((nodes, next)) = sh::parse_orders_page(&data) else {
+            problem = Some("unreadable orders page".into());
+            break;
+        };
+        run.pages += 1;
+        run.listed += nodes.len() as i64;
+        let mut bodies = Vec::new();
+        for node in &nodes {
+            match sh::webhook_body(node) {
+                Ok(b) => bodies.push(b),
+                Err(_) => run.failed += 1,
+            }
+        }
+        let ids: Vec<String> = bodies.iter().map(|(id, _, _)| id.clone()).collect();
+        let held = store.order_versions(shop, &ids).await?;
+        for (id, updated_ms, body) in &bodies {
+            newest = newest.max(*updated_ms);
+            let version = held.iter().find(|v| &v.order_id == id).map(|v| v.order_updated_ms.unwrap_or(0));
+            if version.is_some_and(|v| v >= *updated_ms) {
+                run.unchanged += 1;
+                continue;
+            }
+            match feed(edge, shop, id, *updated_ms, body, version.is_some(), now).await {
+                Ok(true) => run.fed += 1,
+                Ok(false) => run.unchanged += 1,
+                Err(e) => {
+                    worker::console_error!("reconcile {shop}:{id} failed: {e:?}");
+                    run.failed += 1;
+                }
+            }
+        }
+        cursor = next;
+        if cursor.is_none() {
+            finished = true;
+            break;
+        }
+    }
+    let save = if finished {
+        let mark = newest.min(now - RECONCILE_OVERLAP_MS).max(since);
+        store.save_sync(shop, mark, None, now)?
+    } else {
+        // Stopped at the page bound or an error: the next run continues the same listing.
+        store.save_sync(shop, watermark, cursor.as_deref().map(|c| (c, since)), now)?
+    };
+    run.detail = problem.as_deref();
+    store.batch(vec![save, store.sync_run(shop, &run, now_ms())?]).await?;
+    Ok(format!(
+        "{} listed, {} fed, {} unchanged, {} failed over {} pages{}",
+        run.listed,
+        run.fed,
+        run.unchanged,
+        run.failed,
+        run.pages,
+        problem.map(|p| format!(" (stopped: {p})")).unwrap_or_default()
+    ))
+}
+
+/// Records and routes one listed order as a webhook would be. False when it was recorded before.
+async fn feed(
+    edge: &Edge,
+    shop: &str,
+    order_id: &str,
+    updated_ms: i64,
+    body: &str,
+    known: bool,
+    now: i64,
+) -> Result<bool, StoreError> {
+    use crate::core::webhook::{self, Topic};
+    let topic = if known { Topic::OrdersUpdated } else { Topic::OrdersCreate };
+    let d = webhook::Delivery {
+        topic: topic.as_str().to_string(),
+        shop: shop.to_string(),
+        webhook_id: sh::reconcile_webhook_id(order_id, updated_ms),
+        event_id: None,
+        triggered_at: None,
+        api_version: Some(sh::API_VERSION.to_string()),
+        body_size: body.len(),
+        body_hmac: webhook::digest_hex(&edge.settings.email_key, body.as_bytes()),
+    };
+    match super::ingest::record_and_route(edge, &d, topic, body.as_bytes(), now, RECONCILE_ACTOR).await? {
+        super::ingest::Recorded::Duplicate => Ok(false),
+        super::ingest::Recorded::Accepted { .. } => Ok(true),
+    }
+}
+
+/// A problem the webhook health check found for a shop.
+pub struct Incident {
+    /// Stable per incident: `webhook_missing:<shop>` or `shop_quiet:<shop>`.
+    pub key: String,
+    pub title: String,
+    pub text: String,
+}
+
+/// Cron: the subscriptions orderlane needs are in place (shops on static tokens: apps
+/// configured by `shopify.app.toml` declare theirs in the app, where the API does not list
+/// them), and each shop has delivered within `SHOPIFY_QUIET_MINUTES`. Returns the incidents
+/// open now and the shops checked.
+pub async fn health(edge: &Edge, env: &worker::Env, now: i64) -> (Vec<Incident>, Vec<String>) {
+    let cfg = &edge.settings.shopify;
+    let mut incidents = Vec::new();
+    let shops = shops(edge, env);
+    for shop in &shops {
+        let mut run = super::store::Run { kind: "health", started_ms: now, ..Default::default() };
+        let mut notes = Vec::new();
+        if cfg.tokens.iter().any(|(s, _)| s == shop) {
+            let q = sh::request(sh::Q_SUBSCRIPTIONS, json!({}));
+            match graphql(edge, shop, &q).await {
+                Answer::Data(d) => {
+                    let present = sh::subscribed_topics(&d);
+                    let missing = sh::missing_topics(&present);
+                    if !missing.is_empty() {
+                        let topics: Vec<String> = missing.iter().map(|t| sh::webhook_topic(t)).collect();
+                        notes.push(format!("missing subscriptions: {}", topics.join(", ")));
+                        incidents.push(Incident {
+                            key: format!("webhook_missing:{shop}"),
+                            title: format!("{shop}: webhook subscriptions missing"),
+                            text: format!(
+                                "Shopify is not sending {} to orderlane for {shop}: orders may go unrouted. \
+                                 Register them again (README, go-live runbook); reconciliation covers the gap meanwhile.",
+                                topics.join(", ")
+                            ),
+                        });
+                    }
+                }
+                other => notes.push(format!("subscriptions not checked: {other:?}")),
+            }
+        }
+        match edge.store.last_delivery_ms(shop).await {
+            Ok(last) => {
+                let quiet_for = last.map(|l| now - l);
+                if quiet_for.is_none_or(|q| q > cfg.quiet_ms) {
+                    let since =
+                        last.map(crate::core::time::format_rfc3339_ms).unwrap_or_else(|| "never".into());
+                    notes.push(format!("no delivery since {since}"));
+                    incidents.push(Incident {
+                        key: format!("shop_quiet:{shop}"),
+                        title: format!("{shop}: no webhook for {} minutes", cfg.quiet_ms / 60_000),
+                        text: format!(
+                            "orderlane has had no delivery from {shop} since {since}. Check the app's webhook \
+                             subscriptions in Shopify (failing ones are removed after 8 failed retries)."
+                        ),
+                    });
+                }
+            }
+            Err(e) => notes.push(format!("last delivery unknown: {e:?}")),
+        }
+        let detail = notes.join("; ");
+        run.detail = Some(&detail);
+        run.failed = incidents.iter().filter(|i| i.key.ends_with(shop.as_str())).count() as i64;
+        if let Ok(st) = edge.store.sync_run(shop, &run, now_ms()) {
+            let _ = edge.store.batch(vec![st]).await;
+        }
+    }
+    (incidents, shops)
+}

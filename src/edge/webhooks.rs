@@ -136,7 +136,7 @@ async fn record(edge: &Edge, d: &webhook::Delivery, body: &[u8]) -> Result<Recor
     };
     if topic.is_order_event() {
         // The order is parsed once, by routing; a body it cannot read is recorded for review.
-        return match ingest::record_and_route(edge, d, topic, body, received_ms).await? {
+        return match ingest::record_and_route(edge, d, topic, body, received_ms, ingest::ACTOR).await? {
             ingest::Recorded::Duplicate => Err(StoreError::Conflict),
             ingest::Recorded::Accepted { review } => Ok(Recorded { status: "accepted", review }),
         };

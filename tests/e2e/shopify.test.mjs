@@ -193,3 +193,85 @@ test('a hold webhook for a fulfillment order orderlane never saw is recorded and
   assert.equal(bad.status, 200);
   assert.equal(bad.body.held_for_review, true);
 });
+
+test('an order whose webhooks never arrived is routed by the cron; a second run changes nothing', async () => {
+  const o = orderJson();
+  shopify.addOrder(o.raw);
+  assert.equal((await api.view(o.id)).error, 'order_not_found', 'orderlane has not seen it');
+  assert.equal(await api.fireCron(), 200);
+  await api.waitState(o.id, ['ready-for-fulfilment', 'submitted']);
+  const v = await api.view(o.id);
+  assert.equal(v.deliveries.length, 1);
+  assert.match(v.deliveries[0].webhook_id, new RegExp(`^reconcile:${o.id}:`));
+  assert.ok(v.timeline.some((r) => r.actor === 'system:reconcile' && r.to_state === 'ready-for-fulfilment'),
+    JSON.stringify(v.timeline.map((r) => [r.event, r.actor])));
+  await api.waitPosts(o.id, 1);
+  const [first] = await stack.sql(`SELECT * FROM shopify_sync_runs WHERE kind = 'reconcile' ORDER BY id DESC LIMIT 1`);
+  assert.ok(first.fed >= 1, JSON.stringify(first));
+  const mark = (await stack.sql(`SELECT watermark_ms FROM shopify_sync WHERE shop = '${SHOP}'`))[0];
+  assert.ok(mark.watermark_ms > 0);
+
+  const before = await stack.sql('SELECT COUNT(*) AS n FROM deliveries');
+  const auditBefore = await stack.sql('SELECT COUNT(*) AS n FROM audit_log WHERE order_id IS NOT NULL AND actor != \'system:shopify\'');
+  await api.fireCron();
+  const [second] = await stack.sql(`SELECT * FROM shopify_sync_runs WHERE kind = 'reconcile' ORDER BY id DESC LIMIT 1`);
+  assert.notEqual(second.id, first.id);
+  assert.equal(second.fed, 0, JSON.stringify(second));
+  assert.ok(second.listed >= 1, 'the overlap lists the last orders again');
+  assert.equal(second.unchanged, second.listed - second.failed);
+  assert.deepEqual(await stack.sql('SELECT COUNT(*) AS n FROM deliveries'), before);
+  assert.deepEqual(await stack.sql('SELECT COUNT(*) AS n FROM audit_log WHERE order_id IS NOT NULL AND actor != \'system:shopify\''), auditBefore);
+  await sleep(500);
+  assert.equal(api.posts(o.id).length, 1, 'sent once');
+});
+
+test('an order held at an older version is brought up to date by the cron', async () => {
+  const t0 = Date.now() - 120_000;
+  const o = orderJson({ zip: 'ABC', createdMs: t0 });
+  shopify.addOrder(o.raw);
+  await api.send(o.raw);
+  assert.equal(await api.stateOf(o.id), 'hold/address');
+  // The fix happens in Shopify, and its orders/updated webhook is lost.
+  const fixed = orderJson({ id: o.id, zip: '40003', createdMs: t0, updatedMs: Date.now() - 1000 });
+  shopify.addOrder(fixed.raw);
+  await api.fireCron();
+  await api.waitState(o.id, ['ready-for-fulfilment', 'submitted']);
+  const row = (await api.timeline(o.id)).find((r) => r.actor === 'system:reconcile');
+  assert.equal(row.from_state, 'hold');
+  await api.waitPosts(o.id, 1);
+});
+
+test('the health check finds the missing subscriptions of a shop on a static token', async () => {
+  await api.fireCron();
+  const [run] = await stack.sql(`SELECT * FROM shopify_sync_runs WHERE kind = 'health' ORDER BY id DESC LIMIT 1`);
+  assert.match(run.detail, /missing subscriptions: orders\/create/);
+  assert.equal(shopify.ops('OrderlaneSubscriptions').at(-1).token, 'shpat_e2e');
+});
+
+test('a Dev Dashboard app: the client-credentials grant, one token reused until it expires', async () => {
+  const cc = await startFakeShopify({ tokens: [], clientId: 'e2e-client', clientSecret: 'e2e-current-secret' });
+  const s2 = await startStack({ vars: {
+    RETRY_DELAY_SCALE: '0.001',
+    SHOPIFY_CLIENT_ID: 'e2e-client',
+    SHOPIFY_ADMIN_ORIGIN: cc.url,
+  } });
+  try {
+    const api2 = client(s2);
+    const health = await (await fetch(`${s2.url}/healthz`)).json();
+    assert.equal(health.shopify_admin_api, 'client_credentials');
+    const a = orderJson({ zip: 'ABC' });
+    const b = orderJson({ zip: 'XYZ' });
+    cc.addOrder(a.raw);
+    cc.addOrder(b.raw);
+    for (const o of [a, b]) {
+      await api2.send(o.raw);
+      await eventually(() => cc.fulfillmentOrders(o.id)[0].holds.length === 1, { what: `order ${o.id} held in Shopify` });
+    }
+    assert.equal(cc.grants.length, 1, 'one grant, its token reused');
+    assert.equal(cc.grants[0].client_id, 'e2e-client');
+    assert.ok(cc.calls.every((c) => c.token && c.token.startsWith('shpat_cc_')));
+  } finally {
+    await s2.stop();
+    await cc.close();
+  }
+});

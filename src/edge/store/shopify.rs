@@ -114,6 +114,7 @@ impl Store {
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     /// Another try later: `next_ms` is when the cron re-sends it if the queue does not (None:
     /// given up, a dead letter names it).
     pub fn mirror_retry(
