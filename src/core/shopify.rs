@@ -47,6 +47,8 @@ pub fn webhook_topic(api_topic: &str) -> String {
 pub const Q_FULFILLMENT_ORDERS: &str = "query OrderlaneFulfillmentOrders($id: ID!) { order(id: $id) { id fulfillmentOrders(first: 20) { nodes { id status fulfillmentHolds { id handle reason heldByRequestingApp } } } } }";
 pub const M_HOLD: &str = "mutation OrderlaneHold($id: ID!, $fulfillmentHold: FulfillmentOrderHoldInput!) { fulfillmentOrderHold(id: $id, fulfillmentHold: $fulfillmentHold) { fulfillmentHold { id handle reason } fulfillmentOrder { id status } userErrors { field message code } } }";
 pub const M_RELEASE: &str = "mutation OrderlaneRelease($id: ID!, $holdIds: [ID!]) { fulfillmentOrderReleaseHold(id: $id, holdIds: $holdIds) { fulfillmentOrder { id status } userErrors { field message code } } }";
+pub const Q_FULFILLMENT_ORDER: &str =
+    "query OrderlaneFulfillmentOrder($id: ID!) { fulfillmentOrder(id: $id) { id status orderId } }";
 pub const Q_ORDERS: &str = "query OrderlaneOrders($first: Int!, $after: String, $query: String) { orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) { nodes { id legacyResourceId name email customer { legacyResourceId } displayFinancialStatus displayFulfillmentStatus sourceName currencyCode totalPriceSet { shopMoney { amount currencyCode } } tags shippingAddress { name firstName lastName address1 address2 city zip provinceCode countryCodeV2 } billingAddress { name firstName lastName address1 address2 city zip provinceCode countryCodeV2 } lineItems(first: 100) { nodes { id sku quantity unfulfilledQuantity requiresShipping title } } shippingLines(first: 10) { nodes { title code } } createdAt updatedAt cancelledAt } pageInfo { hasNextPage endCursor } } }";
 pub const Q_SUBSCRIPTIONS: &str = "query OrderlaneSubscriptions($after: String) { webhookSubscriptions(first: 100, after: $after) { nodes { id topic uri } pageInfo { hasNextPage endCursor } } }";
 /// Orders per reconciliation page.
@@ -260,6 +262,14 @@ pub fn parse_fulfillment_orders(data: &Value) -> Option<Vec<FulfillmentOrder>> {
             })
             .collect(),
     )
+}
+
+/// The order id (numeric) and status of `OrderlaneFulfillmentOrder`.
+pub fn parse_fulfillment_order(data: &Value) -> Option<(String, String)> {
+    let fo = data.get("fulfillmentOrder").filter(|f| f.is_object())?;
+    let order = fo.get("orderId").and_then(Value::as_str)?.rsplit('/').next()?.to_string();
+    let status = fo.get("status").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+    (!order.is_empty() && order.bytes().all(|b| b.is_ascii_digit())).then_some((order, status))
 }
 
 /// One mutation to make.
@@ -755,6 +765,13 @@ mod tests {
         assert_eq!(e.handle, None);
         assert!(parse_hold_event(b"{}").is_err());
         assert!(parse_hold_event(b"nope").is_err());
+    }
+
+    #[test]
+    fn a_fulfillment_order_names_its_order() {
+        let d = json!({"fulfillmentOrder": {"id": "gid://shopify/FulfillmentOrder/5", "status": "ON_HOLD", "orderId": "gid://shopify/Order/42"}});
+        assert_eq!(parse_fulfillment_order(&d), Some(("42".into(), "on_hold".into())));
+        assert_eq!(parse_fulfillment_order(&json!({"fulfillmentOrder": null})), None);
     }
 
     #[test]

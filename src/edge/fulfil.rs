@@ -44,7 +44,7 @@ pub async fn consume(batch: MessageBatch<String>, edge: &Edge) {
     match batch.queue().as_str() {
         FULFILMENT_QUEUE_NAME => {
             join_all(messages.iter().map(|m| async move {
-                if super::shopify::is_mirror_message(m.body()) {
+                if super::shopify::is_shopify_message(m.body()) {
                     super::shopify::consume(edge, m).await
                 } else {
                     handle(edge, m).await
@@ -528,7 +528,7 @@ async fn dead_lettered(edge: &Edge, m: &Message<String>) {
     let raw = m.body().clone();
     let now = now_ms();
     let store = &edge.store;
-    if super::shopify::is_mirror_message(&raw) {
+    if super::shopify::is_shopify_message(&raw) {
         // Back on the queue after a pause; if that fails the mirror stays due in D1 and the
         // cron sends it again.
         let pause = edge.settings.infra_retry_secs().saturating_mul(10);

@@ -21,6 +21,8 @@ pub const ACTOR: &str = "system:shopify";
 pub const STAFF: &str = "shopify:staff";
 pub const RECONCILE_ACTOR: &str = "system:reconcile";
 const MESSAGE_OP: &str = "shopify_hold";
+/// A staff hold on a fulfillment order orderlane has not seen: find its order.
+const LOOKUP_OP: &str = "shopify_lookup";
 /// The dead-letter cause of a mirror Shopify kept refusing or failing.
 pub const DEAD_LETTER_CAUSE: &str = "shopify_hold";
 /// A token from the client-credentials grant is renewed this long before it expires.
@@ -108,30 +110,33 @@ pub async fn graphql(edge: &Edge, shop: &str, body: &str) -> Answer {
 /// Puts the order's mirror on the queue (after the change that asks for it is committed).
 /// A failed send is picked up by the cron once the mirror is overdue.
 pub async fn nudge(edge: &Edge, shop: &str, order_id: &str, delay_secs: u32) {
-    let Some(q) = edge.queue.as_ref() else { return };
     let body = json!({ "op": MESSAGE_OP, "shop": shop, "order_id": order_id }).to_string();
-    let send = worker::MessageBuilder::new(body).delay_seconds(delay_secs).build();
-    if let Err(e) = q.send(send).await {
-        worker::console_error!(
-            "shopify mirror enqueue failed for {shop}:{order_id}, the cron will re-send: {e}"
-        );
-    }
+    send_message(edge, &body, delay_secs).await;
 }
 
 #[derive(serde::Deserialize)]
-struct MirrorMessage {
+struct ShopifyMessage {
     op: String,
     shop: String,
-    order_id: String,
+    order_id: Option<String>,
+    fulfillment_order: Option<String>,
 }
 
-fn mirror_message(raw: &str) -> Option<MirrorMessage> {
-    serde_json::from_str::<MirrorMessage>(raw).ok().filter(|m| m.op == MESSAGE_OP)
+fn shopify_message(raw: &str) -> Option<ShopifyMessage> {
+    serde_json::from_str::<ShopifyMessage>(raw).ok().filter(|m| m.op == MESSAGE_OP || m.op == LOOKUP_OP)
 }
 
-/// Whether a queue message is a mirror (the warehouse's messages have no `op`).
-pub fn is_mirror_message(raw: &str) -> bool {
-    raw.contains(MESSAGE_OP) && mirror_message(raw).is_some()
+/// Whether a queue message is Shopify's (the warehouse's messages have no `op`).
+pub fn is_shopify_message(raw: &str) -> bool {
+    raw.contains("\"op\"") && shopify_message(raw).is_some()
+}
+
+async fn send_message(edge: &Edge, body: &str, delay_secs: u32) {
+    let Some(q) = edge.queue.as_ref() else { return };
+    let send = worker::MessageBuilder::new(body.to_string()).delay_seconds(delay_secs).build();
+    if let Err(e) = q.send(send).await {
+        worker::console_error!("shopify message not enqueued ({e}): {body}");
+    }
 }
 
 enum Next {
@@ -142,11 +147,16 @@ enum Next {
 /// Consumes one mirror message: acked when done or given up (a dead letter), re-sent with a
 /// delay after a throttled or transient answer, retried by the runtime on storage errors.
 pub async fn consume(edge: &Edge, m: &Message<String>) {
-    let Some(msg) = mirror_message(m.body()) else {
+    let Some(msg) = shopify_message(m.body()) else {
         m.ack();
         return;
     };
-    match carry_out(edge, &msg.shop, &msg.order_id).await {
+    let done = match (msg.op.as_str(), msg.order_id.as_deref(), msg.fulfillment_order.as_deref()) {
+        (MESSAGE_OP, Some(order_id), _) => carry_out(edge, &msg.shop, order_id).await,
+        (LOOKUP_OP, _, Some(fo)) => look_up(edge, &msg.shop, fo).await,
+        _ => Ok(Next::Ack),
+    };
+    match done {
         Ok(Next::Ack) => m.ack(),
         Ok(Next::Later(secs)) => {
             let again = worker::MessageBuilder::new(m.body().clone()).delay_seconds(secs).build();
@@ -161,7 +171,7 @@ pub async fn consume(edge: &Edge, m: &Message<String>) {
             }
         }
         Err(e) => {
-            worker::console_error!("shopify mirror for {}:{} will be retried: {e:?}", msg.shop, msg.order_id);
+            worker::console_error!("shopify message for {} will be retried: {e:?}", msg.shop);
             m.retry_with_options(
                 &QueueRetryOptionsBuilder::new().with_delay_seconds(edge.settings.infra_retry_secs()).build(),
             );
@@ -384,8 +394,9 @@ pub struct HoldEventOutcome {
 /// place in Shopify on an order orderlane routes puts it on `hold/manual` (actor
 /// `shopify:staff`); staff releasing orderlane's hold is an operator release by
 /// `shopify:staff`: the rules run again, and if they still hold the order, orderlane's hold
-/// goes back on. orderlane's own holds and releases coming back, and fulfillment orders
-/// orderlane never saw, are recorded as `ignored`.
+/// goes back on. orderlane's own holds and releases coming back are recorded as `ignored`. A
+/// hold on a fulfillment order orderlane has not seen yet is looked up in Shopify through the
+/// queue (the webhook answer never waits for Shopify).
 pub async fn hold_event(
     edge: &Edge,
     d: &crate::core::webhook::Delivery,
@@ -394,8 +405,6 @@ pub async fn hold_event(
     now: i64,
 ) -> Result<HoldEventOutcome, StoreError> {
     use super::store::NewDelivery;
-    use crate::core::apply::Action;
-    use crate::core::types::State;
 
     let store = &edge.store;
     let record = |outcome, detail, order_id, body| NewDelivery {
@@ -415,87 +424,146 @@ pub async fn hold_event(
             return Ok(HoldEventOutcome { status: "accepted", review: true });
         }
     };
-    let fo = store.fulfillment_order(&d.shop, &event.fulfillment_order).await?;
-    let row = match &fo {
-        Some(f) => store.order(&d.shop, &f.order_id).await?,
-        None => None,
+    let ours = placed && event.handle.as_deref() == Some(sh::HOLD_HANDLE);
+    let Some(fo) = store.fulfillment_order(&d.shop, &event.fulfillment_order).await? else {
+        let (outcome, detail) = match (ours, placed) {
+            (true, _) => ("ignored", "orderlane's own hold"),
+            (false, true) => ("accepted", "held in Shopify by staff; looking up its order"),
+            (false, false) => ("ignored", "no orderlane hold was in place"),
+        };
+        store.batch(store.record_delivery(&record(outcome, Some(detail), None, None))?).await?;
+        if outcome == "accepted" {
+            let msg =
+                json!({ "op": LOOKUP_OP, "shop": d.shop, "fulfillment_order": event.fulfillment_order });
+            send_message(edge, &msg.to_string(), 0).await;
+        }
+        return Ok(HoldEventOutcome { status: outcome, review: false });
     };
-    // What to do, and why (the delivery's detail).
-    let (action, detail): (Option<Action>, &str) = match (&fo, &row) {
-        (None, _) | (_, None) => (None, "a fulfillment order orderlane has not seen"),
-        (Some(_), Some(_)) if placed && event.handle.as_deref() == Some(sh::HOLD_HANDLE) => {
-            (None, "orderlane's own hold")
-        }
-        (Some(_), Some(r)) if placed => match r.state {
-            State::Hold => (None, "held in Shopify by staff; already held in orderlane"),
-            State::Submitted | State::Fulfilled | State::Cancelled => {
-                (None, "held in Shopify by staff; orderlane no longer routes this order")
-            }
-            _ => (Some(Action::OperatorHold), "held in Shopify by staff"),
-        },
-        (Some(f), Some(r)) => {
-            let ours_gone = f.hold_id.is_some() && event.status.as_deref() != Some("on_hold");
-            if ours_gone && r.state == State::Hold {
-                (Some(Action::OperatorRelease), "orderlane's hold released in Shopify by staff")
-            } else if f.hold_id.is_none() {
-                (None, "no orderlane hold was in place")
-            } else {
-                (None, "another hold released; orderlane's stays")
-            }
-        }
+    let row = store.order(&d.shop, &fo.order_id).await?;
+    let (action, detail) = match &row {
+        Some(r) => decide(placed, &event, fo.hold_id.is_some(), r),
+        None => (None, "an order orderlane has not seen"),
     };
     let outcome = if action.is_some() { "accepted" } else { "ignored" };
-    let mut statements = store.record_delivery(&record(
-        outcome,
-        Some(detail),
-        fo.as_ref().map(|f| f.order_id.as_str()),
-        None,
-    ))?;
-    if let (Some(Action::OperatorRelease), Some(f)) = (action, &fo) {
+    let mut statements = store.record_delivery(&record(outcome, Some(detail), Some(&fo.order_id), None))?;
+    if action == Some(crate::core::apply::Action::OperatorRelease) {
         statements.push(store.saw_fulfillment_order(
             &d.shop,
-            &f.order_id,
+            &fo.order_id,
             &event.fulfillment_order,
             None,
             now,
         )?);
     }
     store.batch(statements).await?;
-    let (Some(action), Some(row)) = (action, row) else {
-        return Ok(HoldEventOutcome { status: outcome, review: false });
-    };
+    if let (Some(action), Some(row)) = (action, row) {
+        act(edge, &row, action, detail, now).await?;
+    }
+    Ok(HoldEventOutcome { status: outcome, review: false })
+}
+
+/// What a hold event means for an order orderlane routes, and why.
+fn decide(
+    placed: bool,
+    event: &sh::HoldEvent,
+    ours_in_place: bool,
+    row: &super::store::OrderRow,
+) -> (Option<crate::core::apply::Action>, &'static str) {
+    use crate::core::apply::Action;
+    use crate::core::types::State;
+    if placed {
+        if event.handle.as_deref() == Some(sh::HOLD_HANDLE) {
+            return (None, "orderlane's own hold");
+        }
+        return match row.state {
+            State::Hold => (None, "held in Shopify by staff; already held in orderlane"),
+            State::Submitted | State::Fulfilled | State::Cancelled => {
+                (None, "held in Shopify by staff; orderlane no longer routes this order")
+            }
+            _ => (Some(Action::OperatorHold), "held in Shopify by staff"),
+        };
+    }
+    let ours_gone = ours_in_place && event.status.as_deref() != Some("on_hold");
+    if ours_gone && row.state == State::Hold {
+        (Some(Action::OperatorRelease), "orderlane's hold released in Shopify by staff")
+    } else if !ours_in_place {
+        (None, "no orderlane hold was in place")
+    } else {
+        (None, "another hold released; orderlane's stays")
+    }
+}
+
+/// Applies a staff action as an operator action by `shopify:staff`. After a release the rules
+/// may hold the order again: then orderlane's hold goes back on in Shopify.
+async fn act(
+    edge: &Edge,
+    row: &super::store::OrderRow,
+    action: crate::core::apply::Action,
+    note: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    use crate::core::apply::Action;
+    use crate::core::types::State;
     let staff = super::api::Operator { actor: STAFF.to_string() };
     let state = row.state_text();
-    let result = super::overrides::apply_operator(
-        edge,
-        &staff,
-        &row.shop,
-        &row.order_id,
-        action,
-        detail,
-        Some(&state),
-    )
-    .await;
+    let result =
+        super::overrides::apply_operator(edge, &staff, &row.shop, &row.order_id, action, note, Some(&state))
+            .await;
     let v = match result {
         Ok(v) => v,
         Err(e) => {
             let status = e.into_response().status_code();
-            worker::console_warn!("{detail} for {}:{}: not applied ({status})", row.shop, row.order_id);
-            return Ok(HoldEventOutcome { status: "accepted", review: false });
+            worker::console_warn!("{note} for {}:{}: not applied ({status})", row.shop, row.order_id);
+            return Ok(());
         }
     };
     if action == Action::OperatorRelease {
-        // The rules may hold the order again: then orderlane's hold goes back on in Shopify.
         let held = v.get("state").and_then(Value::as_str) == Some(State::Hold.as_str());
         let reason = v.get("reason").and_then(Value::as_str).and_then(Reason::parse);
         if let (true, Some(reason)) = (held, reason) {
             let notes = v.get("explanation").and_then(Value::as_str).unwrap_or(reason.as_str()).to_string();
             let want = Desired::Hold { reason, notes };
-            store.batch(vec![store.want_in_shopify(&row.shop, &row.order_id, &want, now)?]).await?;
+            edge.store.batch(vec![edge.store.want_in_shopify(&row.shop, &row.order_id, &want, now)?]).await?;
             nudge(edge, &row.shop, &row.order_id, 0).await;
         }
     }
-    Ok(HoldEventOutcome { status: "accepted", review: false })
+    Ok(())
+}
+
+/// A staff hold on a fulfillment order orderlane had not seen: which order is it? Then as if
+/// the fulfillment order had been known.
+async fn look_up(edge: &Edge, shop: &str, fulfillment_order: &str) -> Result<Next, StoreError> {
+    let q = sh::request(sh::Q_FULFILLMENT_ORDER, json!({ "id": fulfillment_order }));
+    let data = match graphql(edge, shop, &q).await {
+        Answer::Data(d) => d,
+        Answer::Throttled { wait_secs } => return Ok(Next::Later(wait_secs)),
+        Answer::Transient(e) => {
+            worker::console_warn!("looking up {fulfillment_order} of {shop} failed ({e}); trying again");
+            return Ok(Next::Later(retry::scaled_delay(
+                60,
+                retry::Class::Transient { retry_after_secs: None },
+                edge.settings.delay_scale,
+            )));
+        }
+        Answer::Permanent(e) => {
+            worker::console_error!("looking up {fulfillment_order} of {shop} failed: {e}");
+            return Ok(Next::Ack);
+        }
+    };
+    let Some((order_id, status)) = sh::parse_fulfillment_order(&data) else { return Ok(Next::Ack) };
+    let Some(row) = edge.store.order(shop, &order_id).await? else { return Ok(Next::Ack) };
+    let now = now_ms();
+    let st = edge.store.saw_fulfillment_order(shop, &order_id, fulfillment_order, None, now)?;
+    edge.store.batch(vec![st]).await?;
+    let event = sh::HoldEvent {
+        fulfillment_order: fulfillment_order.to_string(),
+        handle: Some(String::new()),
+        status: Some(status),
+    };
+    if let (Some(action), detail) = decide(true, &event, false, &row) {
+        act(edge, &row, action, detail, now).await?;
+    }
+    Ok(Next::Ack)
 }
 
 // ---------------------------------------------------------------------------------------

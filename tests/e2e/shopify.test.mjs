@@ -184,9 +184,31 @@ test('staff releasing orderlane\'s hold while the cause remains: the rules hold 
   assert.match(d.detail, /staff; already held/);
 });
 
-test('a hold webhook for a fulfillment order orderlane never saw is recorded and ignored', async () => {
-  const r = await api.send(holdWebhook('gid://shopify/FulfillmentOrder/999999999', 'on_hold', { id: 'x', handle: '' }),
+test('a staff hold in Shopify on an order orderlane has not sent holds it in orderlane too', async () => {
+  const o = orderJson({ financial_status: 'pending' });
+  const [fo] = shopify.addOrder(o.raw);
+  await api.send(o.raw);
+  assert.equal(await api.stateOf(o.id), 'new');
+  const staff = shopify.staffHold(fo);
+  const r = await api.send(holdWebhook(fo, 'on_hold', { id: staff.id, handle: '', reason: 'other' }),
     { topic: 'fulfillment_orders/placed_on_hold' });
+  assert.equal(r.body.status, 'accepted');
+  await api.waitState(o.id, 'hold/manual');
+  const row = (await api.timeline(o.id)).find((x) => x.to_state === 'hold');
+  assert.equal(row.actor, 'shopify:staff');
+  assert.match(JSON.parse(row.detail).note, /held in Shopify by staff/);
+  // Paid now: still held (a person holds it), and orderlane puts no hold of its own on top.
+  const paid = orderJson({ id: o.id, financial_status: 'paid', updatedMs: Date.now() + 1000 });
+  await api.send(paid.raw, { topic: 'orders/paid' });
+  await sleep(1000);
+  assert.equal(await api.stateOf(o.id), 'hold/manual');
+  assert.equal(mutations(o.id, 'OrderlaneHold').length, 0);
+  assert.equal(api.posts(o.id).length, 0, 'never sent');
+});
+
+test('hold webhooks orderlane cannot place are recorded and ignored', async () => {
+  const r = await api.send(holdWebhook('gid://shopify/FulfillmentOrder/999999999', 'open'),
+    { topic: 'fulfillment_orders/hold_released' });
   assert.equal(r.status, 200);
   assert.equal(r.body.status, 'ignored');
   const bad = await api.send('{"nope":1}', { topic: 'fulfillment_orders/hold_released' });

@@ -189,6 +189,12 @@ export async function startFakeShopify({ tokens = ['shpat_e2e'], clientId, clien
         case 'OrderlaneHold': data = { fulfillmentOrderHold: holdOp(v) }; break;
         case 'OrderlaneRelease': data = { fulfillmentOrderReleaseHold: releaseOp(v) }; break;
         case 'OrderlaneOrders': data = ordersOp(v); break;
+        case 'OrderlaneFulfillmentOrder': {
+          const hit = [...orders.entries()].find(([, o]) => o.fos.some((f) => f.id === v.id));
+          const fo = hit?.[1].fos.find((f) => f.id === v.id);
+          data = { fulfillmentOrder: fo ? { id: fo.id, status: fo.status, orderId: `gid://shopify/Order/${hit[0]}` } : null };
+          break;
+        }
         case 'OrderlaneSubscriptions':
           data = { webhookSubscriptions: { nodes: subscriptions.map((s) => ({ id: s.id, topic: s.topic, uri: s.uri })),
             pageInfo: { hasNextPage: false, endCursor: null } } };

@@ -233,6 +233,10 @@ impl Store {
             "UPDATE submission_attempts SET error = COALESCE('HTTP ' || http_status, outcome) WHERE shop = ?1 AND error IS NOT NULL",
             "UPDATE cancel_attempts SET error = COALESCE('HTTP ' || http_status, outcome) WHERE shop = ?1 AND error IS NOT NULL",
             "DELETE FROM privacy_requests WHERE shop = ?1",
+            "DELETE FROM shopify_holds WHERE shop = ?1",
+            "DELETE FROM shopify_fulfillment_orders WHERE shop = ?1",
+            "DELETE FROM shopify_sync WHERE shop = ?1",
+            "DELETE FROM shopify_sync_runs WHERE shop = ?1",
         ] {
             out.push(self.stmt(sql, &[s(shop)])?);
         }
