@@ -90,6 +90,11 @@ export async function startFakeShopify({ tokens = ['shpat_e2e'], clientId, clien
         return answer(res, 429, { errors: 'Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service.' },
           { 'retry-after': String(c.retryAfter ?? 1) });
       case 'userErrors': {
+        if (op === 'OrderlaneSubscribe') {
+          return answer(res, 200, { data: { webhookSubscriptionCreate: { webhookSubscription: null,
+            userErrors: [{ field: ['webhookSubscription', 'uri'], message: c.message ?? 'Address is invalid' }] } },
+            extensions: cost() });
+        }
         const field = op === 'OrderlaneHold' ? 'fulfillmentOrderHold' : 'fulfillmentOrderReleaseHold';
         return answer(res, 200, { data: { [field]: { fulfillmentHold: null, fulfillmentOrder: null,
           userErrors: [{ field: ['id'], message: c.message ?? 'The fulfillment order is not in a holdable state.', code: c.code ?? 'INVALID_FULFILLMENT_ORDER' }] } },
