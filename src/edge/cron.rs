@@ -22,7 +22,7 @@ pub async fn run(edge: &Edge, env: &worker::Env) {
         ("sweep_timeouts", sweep_timeouts(edge, now).await),
         ("requeue_overdue", requeue_overdue(edge, now).await),
         ("shopify_mirrors", super::shopify::requeue_mirrors(edge, now).await),
-        ("gates", super::gates::cron_step(env, &edge.store, now).await),
+        ("gates", super::gates::cron_step(env, &edge.store).await),
         ("purge_bodies", purge_bodies(edge, now).await),
         ("shopify_reconcile", super::shopify::reconcile(edge, env, now).await),
         ("shopify_health", shopify_health(edge, env, now).await),
