@@ -57,6 +57,10 @@ test('a bad address holds every open fulfillment order once, with the mapped rea
   assert.equal(placed.actor, 'system:shopify');
   assert.equal(JSON.parse(placed.detail).shopify_reason, 'INCORRECT_ADDRESS');
   await mirrorDone(o.id);
+  const shown = (await api.view(o.id)).shopify_hold;
+  assert.deepEqual([shown.desired, shown.reason, shown.in_place], ['hold', 'address', true]);
+  assert.equal(shown.fulfillment_orders.length, 2);
+  assert.ok(shown.fulfillment_orders.every((f) => f.orderlane_hold), JSON.stringify(shown));
 
   const fixed = orderJson({ id: o.id, zip: '40003', createdMs: t0, updatedMs: t0 + 10_000 });
   assert.equal((await api.send(fixed.raw, { topic: 'orders/updated' })).status, 200);
