@@ -15,11 +15,15 @@ pub mod address;
 pub mod cases;
 pub mod countries;
 pub mod fraud;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod intake;
 pub mod inventory;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod lint;
 pub mod matrix;
 pub mod payment;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod replay;
 
 use std::sync::OnceLock;
 
