@@ -56,15 +56,6 @@ fn run() -> Result<Vec<String>, String> {
         .map_err(|e| format!("write rules_version.txt: {e}"))?;
 
     let tests = std::fs::read_to_string(root.join(CASES)).map_err(|e| format!("{CASES}: {e}"))?;
-    let list = cases::parse_cases(&tests, &matrix).map_err(|e| format!("{CASES} {e}"))?;
-    let load = cases::file_loader(root);
-    let failed: Vec<String> = cases::run_cases(&matrix, &list, &load)
-        .iter()
-        .filter(|r| !r.passed())
-        .map(|r| r.failure_text(CASES))
-        .collect();
-    if !failed.is_empty() {
-        return Err(format!("{} of {} rule cases fail:\n{}", failed.len(), list.len(), failed.join("\n")));
-    }
+    cases::check_file(&matrix, CASES, &tests, &cases::file_loader(root))?;
     Ok(lint::lint(&matrix, &source).iter().map(|f| format!("{MATRIX} {f}")).collect())
 }

@@ -481,6 +481,23 @@ pub fn run_cases(
         .collect()
 }
 
+/// What the build does with a cases file: parse it against `matrix`, run every case, and
+/// return how many hold, or one error naming each failing case (`file line N: case ...`).
+pub fn check_file(
+    matrix: &Matrix,
+    file: &str,
+    source: &str,
+    load: &dyn Fn(&Source) -> Result<Vec<u8>, String>,
+) -> Result<usize, String> {
+    let list = parse_cases(source, matrix).map_err(|e| format!("{file} {e}"))?;
+    let failed: Vec<String> =
+        run_cases(matrix, &list, load).iter().filter(|r| !r.passed()).map(|r| r.failure_text(file)).collect();
+    if failed.is_empty() {
+        return Ok(list.len());
+    }
+    Err(format!("{} of {} rule cases fail:\n{}", failed.len(), list.len(), failed.join("\n")))
+}
+
 /// Reads a case's body from disk under `root` (the repository).
 pub fn file_loader(root: &std::path::Path) -> impl Fn(&Source) -> Result<Vec<u8>, String> + '_ {
     move |s: &Source| {
@@ -546,6 +563,29 @@ mod tests {
         let text = r.failure_text("rules/tests.toml");
         assert!(text.starts_with("rules/tests.toml line 8: case \"wrong on purpose\" fails: "), "{text}");
         assert!(text.ends_with("rules fired: address.missing*"), "{text}");
+    }
+
+    #[test]
+    fn the_build_check_names_every_failing_case() {
+        let m = shipped();
+        assert_eq!(check_file(&m, "rules/tests.toml", CASES, &load()), Ok(62));
+        // The shipped cases against a matrix whose default lane allows 2,000.00: the build fails.
+        let lower = crate::core::rules::tests::SHIPPED
+            .replace("max_total_cents = 300000", "max_total_cents = 200000");
+        let err = check_file(&Matrix::from_toml_str(&lower).unwrap(), "rules/tests.toml", CASES, &load())
+            .unwrap_err();
+        let line = CASES.lines().position(|l| l.contains("a total of exactly 3,000.00 passes")).unwrap();
+        assert!(err.starts_with("1 of 62 rule cases fail:\n"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "rules/tests.toml line {line}: case \"a total of exactly 3,000.00 passes\" fails: "
+            )),
+            "{err}"
+        );
+        assert!(err.ends_with("rules fired: fraud.total_over_limit*"), "{err}");
+        // A file that does not parse fails with its line.
+        let err = check_file(&m, "rules/tests.toml", "[[tests]]\nname = 1\n", &load()).unwrap_err();
+        assert!(err.starts_with("rules/tests.toml line 2: "), "{err}");
     }
 
     #[test]
