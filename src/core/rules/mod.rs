@@ -6,6 +6,9 @@
 //! - one file per exception family: `payment`, `address`, `fraud`, `inventory`. Each exposes
 //!   `evaluate(..) -> Vec<RuleHit>`: every rule that fired, with its effect. A rule that
 //!   passes does not appear. Combining hits into a state is `routing::decide`'s job.
+//! - native tools only (not in the Worker): `cases` (the `[[tests]]` of `rules/tests.toml`,
+//!   also run by `build.rs`), `lint` (the matrix linter), `replay` (a corpus under two
+//!   matrices, and its gate), `intake` (which payload fields each rule reads).
 //!
 //! Rule ids are stable: they are written to the audit log and named in runbooks. The full
 //! list is [`RULE_IDS`].
