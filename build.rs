@@ -56,6 +56,14 @@ fn run() -> Result<Vec<String>, String> {
         .map_err(|e| format!("write rules_version.txt: {e}"))?;
 
     let tests = std::fs::read_to_string(root.join(CASES)).map_err(|e| format!("{CASES}: {e}"))?;
+    // A case may read a body from outside tests/fixtures: rerun when it changes too.
+    if let Ok(list) = cases::parse_cases(&tests, &matrix) {
+        for c in list {
+            if let cases::Source::Body(p) = c.source {
+                println!("cargo::rerun-if-changed={p}");
+            }
+        }
+    }
     cases::check_file(&matrix, CASES, &tests, &cases::file_loader(root))?;
     Ok(lint::lint(&matrix, &source).iter().map(|f| format!("{MATRIX} {f}")).collect())
 }

@@ -127,6 +127,24 @@ fn a_failing_case_exits_1_naming_the_case_its_line_and_the_rules_that_fired() {
     );
     assert!(text(&o).contains(&want), "{}\nwanted {want}", text(&o));
     assert!(text(&o).contains("of 62 cases hold"), "{}", text(&o));
+    // The README shows this very output.
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    assert!(
+        readme.contains(&String::from_utf8_lossy(&o.stdout).to_string()),
+        "README's `explain test` sample is stale"
+    );
+}
+
+#[test]
+fn the_readme_replay_sample_is_the_output() {
+    let o = explain(
+        &[REPLAY, &["--max-changed", "2%", "--max-transition", "*->ready-for-fulfilment=0"]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let tail = &out[out.find("changed: ").unwrap()..];
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    assert!(readme.contains(tail), "README's replay sample is stale; it is now:\n{tail}");
 }
 
 #[test]
