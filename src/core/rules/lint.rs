@@ -1,6 +1,7 @@
 //! The matrix linter: things a valid matrix can still get wrong, found from the matrix alone.
 //!
-//! - `unreachable`: a lane every one of whose orders an earlier lane takes first.
+//! - `unreachable`: a lane every one of whose orders an earlier lane takes first (or earlier
+//!   lanes together, one value of one of its lists each).
 //! - `overlap`: two lanes one order can match, where only their order in the file decides
 //!   which takes it. Listing the later lane in the earlier one's `wins_over` says it is meant.
 //! - `no_effect`: a policy key that cannot change any decision in its lane (an address
@@ -100,6 +101,46 @@ pub fn covers(a: &LaneMatch, b: &LaneMatch) -> bool {
         && a.max_total_cents.is_none_or(|hi| b.max_total_cents.is_some_and(|x| x <= hi))
 }
 
+/// The earlier lanes that together take every order `b` matches: one lane covering it, or,
+/// split on one of `b`'s lists, a covering lane for each of its values (`EUR` by one lane,
+/// `USD` by another, then a lane for `EUR` or `USD`). Empty when `b` can be reached.
+pub fn covered_by<'a>(earlier: &[&'a Lane], b: &LaneMatch) -> Vec<&'a str> {
+    if let Some(a) = earlier.iter().find(|a| covers(&a.matches, b)) {
+        return vec![a.name.as_str()];
+    }
+    type Field = fn(&mut LaneMatch) -> &mut Vec<String>;
+    let dims: [Field; 5] = [
+        |m| &mut m.shop,
+        |m| &mut m.source_name,
+        |m| &mut m.shipping_country,
+        |m| &mut m.currency,
+        |m| &mut m.tags_any,
+    ];
+    for dim in dims {
+        let mut probe = b.clone();
+        let values = dim(&mut probe).clone();
+        if values.len() < 2 {
+            continue;
+        }
+        let mut by = Vec::new();
+        for v in values {
+            *dim(&mut probe) = vec![v];
+            match earlier.iter().find(|a| covers(&a.matches, &probe)) {
+                Some(a) if !by.contains(&a.name.as_str()) => by.push(a.name.as_str()),
+                Some(_) => {}
+                None => {
+                    by.clear();
+                    break;
+                }
+            }
+        }
+        if !by.is_empty() {
+            return by;
+        }
+    }
+    Vec::new()
+}
+
 /// What the two lanes' conditions share, for a reader: `source_name pos + tags wholesale`.
 fn describe_meeting(a: &LaneMatch, b: &LaneMatch) -> String {
     let mut parts = Vec::new();
@@ -157,24 +198,23 @@ pub fn lint(m: &Matrix, source: &str) -> Vec<Finding> {
             }
         } else {
             let earlier = m.lanes[..i].iter().enumerate().filter(|(_, a)| a.name != DEFAULT_LANE);
-            let mut shadowed = false;
-            for (_, a) in earlier.clone() {
-                if covers(&a.matches, &lane.matches) {
-                    out.push(at(
-                        i,
-                        lane,
-                        LintKind::Unreachable,
-                        "match",
-                        format!(
-                            "no order can reach it: every order it matches is taken by lane \"{}\" above",
-                            a.name
-                        ),
-                    ));
-                    shadowed = true;
-                    break;
-                }
-            }
-            if !shadowed {
+            let before: Vec<&Lane> = earlier.clone().map(|(_, a)| a).collect();
+            let by = covered_by(&before, &lane.matches);
+            if !by.is_empty() {
+                let names: Vec<String> = by.iter().map(|n| format!("\"{n}\"")).collect();
+                let whom = if names.len() == 1 {
+                    format!("lane {}", names[0])
+                } else {
+                    format!("lanes {}", names.join(" and "))
+                };
+                out.push(at(
+                    i,
+                    lane,
+                    LintKind::Unreachable,
+                    "match",
+                    format!("no order can reach it: every order it matches is taken by {whom} above"),
+                ));
+            } else {
                 for (j, a) in earlier {
                     if can_overlap(&a.matches, &lane.matches) && !a.wins_over.contains(&lane.name) {
                         out.push(at(
@@ -316,6 +356,39 @@ mod tests {
         assert!(covers(&wide, &narrow) && !covers(&narrow, &wide));
         let capped = LaneMatch { max_total_cents: Some(10), ..LaneMatch::default() };
         assert!(covers(&capped, &narrow) && !covers(&capped, &wide));
+    }
+
+    #[test]
+    fn a_lane_taken_by_two_earlier_lanes_together_is_unreachable() {
+        let lane = |name: &str, m: LaneMatch| {
+            let mut l = Matrix::from_toml_str(SHIPPED).unwrap().lanes[3].clone();
+            l.name = name.into();
+            l.matches = m;
+            l
+        };
+        let cur = |c: &[&str]| LaneMatch {
+            currency: c.iter().map(|s| s.to_string()).collect(),
+            ..LaneMatch::default()
+        };
+        let eur = lane("eur", cur(&["EUR"]));
+        let usd = lane("usd", cur(&["USD"]));
+        let both = LaneMatch { min_total_cents: Some(1), ..cur(&["EUR", "usd"]) };
+        assert_eq!(covered_by(&[&eur, &usd], &both), vec!["eur", "usd"]);
+        assert!(covered_by(&[&eur], &both).is_empty(), "USD orders still reach it");
+        assert!(covered_by(&[&eur, &usd], &cur(&["EUR", "USD", "GBP"])).is_empty());
+        // In a matrix: the finding names both lanes.
+        let mut m = Matrix::from_toml_str(SHIPPED).unwrap();
+        m.lanes.insert(3, lane("eur", cur(&["EUR"])));
+        m.lanes.insert(4, lane("usd", cur(&["USD"])));
+        m.lanes.insert(5, lane("money", cur(&["EUR", "USD"])));
+        let f: Vec<String> = lint(&m, SHIPPED)
+            .iter()
+            .filter(|f| f.kind == LintKind::Unreachable)
+            .map(|f| f.to_string())
+            .collect();
+        assert_eq!(f.len(), 1, "{f:?}");
+        let want = "lane \"money\", match: no order can reach it: every order it matches is taken by lanes \"eur\" and \"usd\" above";
+        assert!(f[0].contains(want), "{f:?}");
     }
 
     #[test]
