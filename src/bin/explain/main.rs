@@ -320,6 +320,10 @@ mod cli {
             assert!(parse_stock(br#"{"A":1}"#).is_err());
             assert!(parse_stock(br#"[{"sku":"A","available":1.5}]"#).is_err());
             assert!(parse_stock(br#"[{"sku":"","available":1}]"#).is_err());
+            // A `wrangler d1 execute --json` export of the stock table reads the same.
+            let export = br#"[{"results":[{"sku":"A","available":3},{"sku":"B","available":0}],"success":true,"meta":{}}]"#;
+            let s = parse_stock(export).unwrap();
+            assert_eq!((s.get("A"), s.get("B")), (Some(&3), Some(&0)));
         }
     }
 }
