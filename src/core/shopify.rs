@@ -522,6 +522,14 @@ pub fn webhook_body(node: &Value) -> Result<(String, i64, String), PayloadError>
     Ok((id, updated_ms, body.to_string()))
 }
 
+/// The fields read from a fulfillment-order hold webhook (dotted paths).
+pub const HOLD_EVENT_KEYS: &[&str] = &[
+    "fulfillment_order.id",
+    "fulfillment_order.status",
+    "created_fulfillment_hold.handle",
+    "fulfillment_hold.handle",
+];
+
 /// A `fulfillment_orders/placed_on_hold` or `fulfillment_orders/hold_released` delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HoldEvent {
@@ -765,6 +773,20 @@ mod tests {
         assert_eq!(e.handle, None);
         assert!(parse_hold_event(b"{}").is_err());
         assert!(parse_hold_event(b"nope").is_err());
+    }
+
+    #[test]
+    fn a_hold_event_reads_only_its_listed_keys() {
+        let full = br#"{"fulfillment_order":{"id":"gid://shopify/FulfillmentOrder/9","status":"on_hold","line_items":[1],
+            "destination":{"address1":"x"}},"created_fulfillment_hold":{"id":"h","handle":"","reason":"other","reason_notes":"n"},
+            "held_fulfillment_order_line_items":[],"remaining_fulfillment_order":null}"#;
+        let listed = br#"{"fulfillment_order":{"id":"gid://shopify/FulfillmentOrder/9","status":"on_hold"},
+            "created_fulfillment_hold":{"handle":""}}"#;
+        assert_eq!(parse_hold_event(full).unwrap(), parse_hold_event(listed).unwrap());
+        // The older payload names the hold `fulfillment_hold`.
+        let older =
+            br#"{"fulfillment_order":{"id":9,"status":"on_hold"},"fulfillment_hold":{"handle":"orderlane"}}"#;
+        assert_eq!(parse_hold_event(older).unwrap().handle.as_deref(), Some(HOLD_HANDLE));
     }
 
     #[test]

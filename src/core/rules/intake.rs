@@ -211,6 +211,10 @@ pub fn intake(m: &Matrix) -> Vec<TopicGroup> {
         TopicGroup { topics: vec!["customers/data_request"], fields: keys(DATA_REQUEST_KEYS, &[]) },
         TopicGroup { topics: vec!["customers/redact"], fields: keys(REDACT_KEYS, &[]) },
         TopicGroup { topics: vec!["shop/redact"], fields: Vec::new() },
+        TopicGroup {
+            topics: vec!["fulfillment_orders/placed_on_hold", "fulfillment_orders/hold_released"],
+            fields: keys(crate::core::shopify::HOLD_EVENT_KEYS, &[]),
+        },
     ]
 }
 
@@ -237,9 +241,12 @@ pub fn markdown(m: &Matrix) -> String {
             }
             let fams = if f.families.is_empty() { "-".to_string() } else { f.families.join(", ") };
             let readers = if readers.is_empty() { "-".to_string() } else { readers.join(", ") };
-            let privacy = g.topics.iter().any(|t| !t.starts_with("orders/"));
+            let privacy = g.topics.iter().any(|t| t.starts_with("customers/") || t.starts_with("shop/"));
+            let holds = g.topics.iter().any(|t| t.starts_with("fulfillment_orders/"));
             let other = if privacy {
                 "privacy request"
+            } else if holds {
+                "holds placed or released in Shopify"
             } else if f.other.is_empty() {
                 "-"
             } else {
