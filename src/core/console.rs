@@ -114,7 +114,12 @@ pub fn issue(
 }
 
 /// The session a cookie value opens at `now_ms`, checked against today's tokens.
-pub fn verify(key: &[u8; 32], cookie: &str, now_ms: i64, tokens: &AdminTokens) -> Result<Session, SessionError> {
+pub fn verify(
+    key: &[u8; 32],
+    cookie: &str,
+    now_ms: i64,
+    tokens: &AdminTokens,
+) -> Result<Session, SessionError> {
     let parts: Vec<&str> = cookie.split('.').collect();
     let [version, name, expires, nonce, sig] = parts.as_slice() else { return Err(SessionError::Malformed) };
     if *version != "v1" || name.is_empty() || nonce.len() != 32 {
@@ -156,7 +161,11 @@ pub fn origin_ok(origin: Option<&str>, sec_fetch_site: Option<&str>, own_origin:
 
 /// The value of cookie `name` in a `Cookie` header.
 pub fn cookie_value<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
-    header?.split(';').filter_map(|kv| kv.trim().split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.trim())
+    header?
+        .split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
 }
 
 /// `Set-Cookie` for a session: `HttpOnly` (no script reads it), `Secure`, `SameSite=Strict`
@@ -289,7 +298,9 @@ mod tests {
         assert_eq!(verify(&key, &other_nonce, NOW, &t), Err(SessionError::BadSignature));
         // Another key (another deployment's secret) does not verify it either.
         assert_eq!(verify(&session_key("other"), &cookie, NOW, &t), Err(SessionError::BadSignature));
-        for bad in ["", "v1", "v2.ops.1.00000000000000000000000000000000.x", "v1.ops.soon.00.x", "a.b.c.d.e.f"] {
+        for bad in
+            ["", "v1", "v2.ops.1.00000000000000000000000000000000.x", "v1.ops.soon.00.x", "a.b.c.d.e.f"]
+        {
             assert_eq!(verify(&key, bad, NOW, &t), Err(SessionError::Malformed), "{bad}");
         }
     }
@@ -343,7 +354,9 @@ mod tests {
         assert_eq!(cookie_value(Some("x__Host-orderlane_session=1"), COOKIE), None);
         assert_eq!(cookie_value(None, COOKIE), None);
         let c = set_cookie("v", 60);
-        for part in ["__Host-orderlane_session=v", "Max-Age=60", "Path=/", "HttpOnly", "Secure", "SameSite=Strict"] {
+        for part in
+            ["__Host-orderlane_session=v", "Max-Age=60", "Path=/", "HttpOnly", "Secure", "SameSite=Strict"]
+        {
             assert!(c.contains(part), "{c}");
         }
         assert_eq!(session_ms(None), DEFAULT_SESSION_MS);
@@ -373,7 +386,14 @@ mod tests {
         }
         assert_eq!(safe_next(Some("/console/orders/a/1")), "/console/orders/a/1");
         assert_eq!(safe_next(Some("/console?reason=payment")), "/console?reason=payment");
-        for bad in [None, Some("https://evil.example/"), Some("//evil.example"), Some("/console//evil"), Some("/admin/x"), Some("/console/\\evil")] {
+        for bad in [
+            None,
+            Some("https://evil.example/"),
+            Some("//evil.example"),
+            Some("/console//evil"),
+            Some("/admin/x"),
+            Some("/console/\\evil"),
+        ] {
             assert_eq!(safe_next(bad), "/console", "{bad:?}");
         }
     }
