@@ -33,7 +33,7 @@ function el(tag, attrs, ...kids) {
 }
 
 function append(parent, kids) {
-  for (const kid of kids.flat(Infinity)) {
+  for (const kid of [kids].flat(Infinity)) {
     if (kid === null || kid === undefined || kid === false) continue;
     parent.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
   }
@@ -330,7 +330,7 @@ async function pageOrder() {
     const o = v.order;
     document.title = `${o.order_name || o.order_id} · orderlane`;
     const current = stateText(o.state, o.reason);
-    const note = el('textarea', { name: 'note', id: 'action-note', rows: 2, required: true, placeholder: 'Why (kept in the audit log)' });
+    const note = el('textarea', { name: 'note', id: 'action-note', rows: 2, placeholder: 'Why (kept in the audit log)' });
     const actionSel = el('select', { name: 'action', id: 'action' }, ACTIONS.map(([a, label, help]) => el('option', { value: a, title: help }, label)));
     const form = el('form', { id: 'order-action', class: 'card' },
       el('h2', {}, 'Act on this order'),
@@ -432,7 +432,7 @@ async function pageDeadLetters() {
 
   async function refresh() {
     const d = await load(`/dead-letters${qs({ ...filter, limit: 200 })}`);
-    const rows = d.items.map((x) => el('tr', { 'data-dead-letter': x.id },
+    const rows = d.items.map((x) => el('tr', { 'data-dead-letter': x.id, 'data-order': x.order_id },
       el('td', {}, x.id),
       el('td', {}, x.shop && x.order_id ? el('a', { href: orderUrl(x.shop, x.order_id) }, x.order_id) : '—', el('div', { class: 'muted small' }, x.shop || '')),
       el('td', {}, x.cause), el('td', {}, x.attempts), el('td', { class: 'small' }, x.last_error || '', x.http_status ? ` (HTTP ${x.http_status})` : ''),
@@ -545,7 +545,7 @@ async function pageLane() {
       el('h2', {}, 'Switch mode'),
       el('label', {}, 'New mode ', el('select', { name: 'mode', id: 'mode-select' }, MODES.filter((m) => m !== rep.mode).map((m) => option(m, m)))),
       el('label', { for: 'mode-note' }, 'Note (required)'),
-      el('textarea', { id: 'mode-note', name: 'note', rows: 2, required: true }),
+      el('textarea', { id: 'mode-note', name: 'note', rows: 2 }),
       el('button', { type: 'submit', id: 'mode-switch' }, 'Switch…'),
       el('div', { id: 'mode-confirm' }));
     modeForm.addEventListener('submit', (ev) => {
