@@ -152,8 +152,21 @@ function detailOf(raw) {
   try { const v = JSON.parse(raw); return v && typeof v === 'object' ? v : { value: v }; } catch { return { text: raw }; }
 }
 
+/** One line for a detail object: times and durations readable, the routing decision as its why. */
 function compact(obj) {
-  const parts = Object.entries(obj).filter(([k]) => k !== 'note').map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`);
+  const parts = [];
+  for (const [k, v] of Object.entries(obj)) {
+    if (k === 'note' || v === null || v === undefined) continue;
+    if (k === 'decision' && typeof v === 'object') {
+      if (v.explanation) parts.push(`why: ${v.explanation}`);
+      continue;
+    }
+    let text;
+    if (typeof v === 'number' && k.endsWith('_ms')) text = v > 1e12 ? when(v) : duration(v);
+    else if (typeof v === 'object') text = JSON.stringify(v);
+    else text = String(v);
+    parts.push(`${k}: ${text.length > 160 ? `${text.slice(0, 157)}…` : text}`);
+  }
   return parts.join('; ');
 }
 
@@ -570,10 +583,12 @@ async function pageLane() {
         el('button', { type: 'button', class: 'link', id: 'mode-cancel', onclick: () => clear(box) }, 'Cancel')));
     });
 
+    // Gate B compares triage times (ms); A and C count orders.
+    const gateFigure = (g, v) => (v === null || v === undefined ? '—' : g.gate === 'B' ? duration(v) : v);
     const b = rep.baseline;
     const gates = rep.gates.map((g) => el('tr', { 'data-gate': g.gate },
       el('td', {}, g.gate), el('td', {}, g.title), el('td', {}, el('span', { class: `gate g-${g.status}` }, g.status)),
-      el('td', { class: 'num' }, g.observed ?? '—'), el('td', { class: 'num' }, g.limit ?? '—'),
+      el('td', { class: 'num' }, gateFigure(g, g.observed)), el('td', { class: 'num' }, gateFigure(g, g.limit)),
       el('td', { class: 'small' }, typeof g.evidence === 'object' && g.evidence !== null ? compact(g.evidence) : g.evidence ?? '')));
     const agr = rep.shadow_agreement;
     const runs = (rep.recent_gate_runs || []).map((r) => el('tr', {}, Object.values(r).slice(0, 7).map((v) => el('td', { class: 'small' }, v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : v))));
@@ -592,7 +607,7 @@ async function pageLane() {
         ['Exception rate', pct(b.exception_rate)], ['Fulfilment delay mean', duration(b.fulfilment_delay_mean_ms)],
         ['Failed per day', perDay(b.failed_per_day)]]) : el('p', { class: 'muted' }, 'No baseline recorded.'),
       (rep.baseline_history || []).length ? table(['Recorded', 'By', 'Source', 'Note'], rep.baseline_history.map((h) => el('tr', {},
-        el('td', {}, when(h.at_ms ?? h.recorded_ms)), el('td', {}, h.actor ?? ''), el('td', {}, h.source ?? ''), el('td', {}, h.note ?? '')))) : null),
+        el('td', {}, when(h.recorded_at_ms)), el('td', {}, h.actor ?? ''), el('td', {}, h.source ?? ''), el('td', {}, h.note ?? '')))) : null),
       section('Shadow agreement', agr && agr.result ? dl([['Compared', agr.result.compared], ['Agreed', agr.result.agreed],
         ['Rate', agr.result.rate === null ? 'no data' : pct(agr.result.rate)],
         ['Shadow ready, operator held', agr.result.shadow_ready_operator_held],
