@@ -108,6 +108,10 @@ test('a held order is in the queue with its reason; released with a note it leav
   assert.match(await page.$eval('#counts-reason', (e) => e.textContent), /inventory\s*\d+/);
   assert.match(await page.$eval('#counts-lane', (e) => e.textContent), /default\s*\d+/);
   await screenshot(page, 'queue');
+  await page.setViewport({ width: 390, height: 844, isMobile: true });
+  await visit(page, `${stack.url}/console`);
+  await screenshot(page, 'queue-phone');
+  await page.setViewport({ width: 1280, height: 900 });
 
   // Filters: another reason hides it, its own reason shows it.
   await visit(page, `${stack.url}/console?reason=payment`);
