@@ -448,7 +448,7 @@ async function pageDeadLetters() {
     const rows = d.items.map((x) => el('tr', { 'data-dead-letter': x.id, 'data-order': x.order_id },
       el('td', {}, x.id),
       el('td', {}, x.shop && x.order_id ? el('a', { href: orderUrl(x.shop, x.order_id) }, x.order_id) : '—', el('div', { class: 'muted small' }, x.shop || '')),
-      el('td', {}, x.cause), el('td', {}, x.attempts), el('td', { class: 'small' }, x.last_error || '', x.http_status ? ` (HTTP ${x.http_status})` : ''),
+      el('td', {}, x.cause), el('td', {}, x.attempts), el('td', { class: 'small' }, x.last_error || (x.http_status ? `HTTP ${x.http_status}` : '')),
       el('td', { class: 'nowrap', title: x.created_at }, age(x.at_ms)),
       el('td', {}, x.resolved_ms ? `${x.resolution} by ${x.resolved_by}` : el('button', {
         type: 'button', class: 'small-btn', onclick: async () => {
@@ -481,12 +481,17 @@ async function pageDeadLetters() {
     const confirm = el('button', { type: 'button', id: 'dl-confirm', disabled: items.length === 0, onclick: async () => {
       const note = needNote(); if (!note) return;
       confirm.disabled = true;
-      const done = await api('POST', '/dead-letters/redrive', { ...req, dry_run: false, note });
-      if (!done.ok) { append(clear(preview), notice('error', problem(done))); return; }
-      const ok = done.data.results.filter((x) => x.redriven).length;
-      append(clear(preview), notice(ok === done.data.results.length ? 'ok' : 'warn',
-        `Re-drove ${ok} of ${done.data.results.length}.`,
-        done.data.results.filter((x) => !x.redriven).map((x) => ` #${x.id} refused (HTTP ${x.status}).`)));
+      // Exactly the letters the dry run listed, one by one: one that arrived since is not swept
+      // in, and one someone else re-drove meanwhile answers 409 and is reported.
+      const results = [];
+      for (const x of items) {
+        const one = await api('POST', `/dead-letters/${x.id}/redrive`, { note });
+        results.push({ id: x.id, ok: one.ok, why: one.ok ? '' : (one.data && one.data.error) || `HTTP ${one.status}` });
+      }
+      const ok = results.filter((x) => x.ok).length;
+      append(clear(preview), notice(ok === results.length ? 'ok' : 'warn',
+        el('span', { id: 'dl-done' }, `Re-drove ${ok} of ${results.length}.`),
+        results.filter((x) => !x.ok).map((x) => ` #${x.id} not re-driven (${x.why}).`)));
       await refresh();
     } }, `Confirm re-drive of ${items.length}`);
     append(clear(preview), [

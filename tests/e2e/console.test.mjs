@@ -273,10 +273,17 @@ test('dead letters: re-drive one, and a bulk re-drive shows its dry run before a
   assert.equal(await page.$eval('#dl-confirm', (e) => e.textContent), 'Confirm re-drive of 2');
   await screenshot(page, 'dead-letters-dry-run');
   assert.equal(await api.stateOf(ids[1]), 'hold/fulfilment', 'the dry run changed nothing');
+  // A letter that arrives after the dry run is not swept in by the confirmation.
+  const late = orderJson();
+  refuse.add(late.id);
+  await api.send(late.raw);
+  await api.waitState(late.id, 'hold/fulfilment');
   await page.click('#dl-confirm');
-  await page.waitForFunction(() => /Re-drove 2 of 2/.test(document.querySelector('#dl-preview').textContent));
+  await page.waitForSelector('#dl-done');
+  assert.equal(await page.$eval('#dl-done', (e) => e.textContent), 'Re-drove 2 of 2.');
   await api.waitState(ids[1], 'submitted');
   await api.waitState(ids[2], 'submitted');
+  assert.equal(await api.stateOf(late.id), 'hold/fulfilment', 'only what the dry run listed');
   const resolved = await admin(stack, 'GET', '/dead-letters?status=resolved&cause=refused');
   assert.ok(ids.every((id) => resolved.body.items.some((d) => d.order_id === id && d.resolved_by === 'user:ops')));
 });
