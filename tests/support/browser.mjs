@@ -21,12 +21,16 @@ export function chromiumPath() {
 export async function launch() {
   mkdirSync(SCREENS, { recursive: true });
   // --no-sandbox: CI runs the suite as root, where Chromium's sandbox cannot start.
-  return puppeteer.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'], defaultViewport: { width: 1280, height: 900 } });
+  // Generous limits: the machine may be busy with other stacks; these bound a hang, not speed.
+  return puppeteer.launch({
+    executablePath: chromiumPath(), args: ['--no-sandbox'], defaultViewport: { width: 1280, height: 900 }, timeout: 120_000, protocolTimeout: 300_000,
+  });
 }
 
 /** A new page that fails the test on any script error or CSP violation it reports. */
 export async function newPage(browser, problems) {
   const page = await browser.newPage();
+  page.setDefaultTimeout(90_000);
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error' && /Content Security Policy|Refused/.test(m.text())) problems.push(`console: ${m.text()}`);
