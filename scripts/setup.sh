@@ -28,6 +28,14 @@ if ! have_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" --force
 fi
 
+# The go-live test runs the README's curl and openssl commands as written.
+missing=""
+for tool in curl openssl; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+if [ -n "$missing" ]; then
+  step "installing$missing"
+  apt-get update -qq && apt-get install -y -qq $missing
+fi
+
 # The console's browser tests drive Debian's headless Chromium (puppeteer-core downloads none).
 if [ -z "${CHROMIUM_BIN:-}" ] && ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
