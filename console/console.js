@@ -414,10 +414,24 @@ async function pageOrder() {
       section('Deliveries', table(['Received', 'Topic', 'Webhook id', 'Outcome', 'Detail'], deliveries, { id: 'deliveries' })),
       section('Submission attempts', table(['Submission', 'Attempt', 'Started', 'Finished', 'Outcome', 'HTTP', 'Error'], attempts, { id: 'attempts' })),
       section('Dead letters', table(['Id', 'Cause', 'Attempts', 'Last error', 'Created', 'Status'], dead, { id: 'order-dead-letters' })),
+      section('Hold in Shopify', shopifyHold(v.shopify_hold)),
     ]);
   }
 
   await refresh();
+}
+
+/** What orderlane keeps Shopify showing for the order: wanted, in place, on which fulfillment orders. */
+function shopifyHold(h) {
+  if (!h) return el('p', { class: 'muted', id: 'shopify-hold' }, 'orderlane has not placed a hold on this order in Shopify.');
+  const fos = Array.isArray(h.fulfillment_orders) ? h.fulfillment_orders : [];
+  return el('div', { id: 'shopify-hold' }, dl([
+    ['Wanted', h.desired === 'held' || h.desired === 'hold' ? `held${h.reason ? ` (${h.reason})` : ''}` : h.desired],
+    ['In place', h.in_place ? 'yes' : `not yet (attempts ${h.attempts})`],
+    h.last_error ? ['Last error', h.last_error] : null,
+    ['Updated', when(h.updated_ms)],
+    ['Fulfillment orders', fos.length ? fos.map((f) => f.id).join(', ') : '—'],
+  ]));
 }
 
 // ---- dead letters ---------------------------------------------------------------------------
