@@ -21,6 +21,9 @@ Send it a signed sample webhook from another terminal:
 
   cargo run --bin orderlane-send -- send tests/fixtures/orders-create.json --topic orders/create
 
+Open the console at http://127.0.0.1:8787/console and sign in with a token from .dev.vars
+(ADMIN_TOKENS, e.g. local-ops-token).
+
 Look at what was recorded:
 
   npx wrangler d1 execute orderlane --local --command "SELECT id, topic, order_id, outcome, received_at FROM deliveries ORDER BY id DESC LIMIT 10"

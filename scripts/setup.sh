@@ -36,6 +36,18 @@ if [ -n "$missing" ]; then
   apt-get update -qq && apt-get install -y -qq $missing
 fi
 
+# The console's browser tests drive Debian's headless Chromium (puppeteer-core downloads none).
+if [ -z "${CHROMIUM_BIN:-}" ] && ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    step "installing chromium-headless-shell (console browser tests)"
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium-headless-shell
+  else
+    echo "warning: no Chromium and no apt-get; install Chromium and set CHROMIUM_BIN for the console tests" >&2
+  fi
+fi
+
 # npm ci only when package-lock.json changed since the last install.
 lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ "$(cat node_modules/.orderlane-lock 2>/dev/null)" != "$lock_sum" ]; then

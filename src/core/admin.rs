@@ -43,6 +43,13 @@ impl AdminTokens {
     /// (no early exit) so timing does not reveal which one nearly matched.
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<&str> {
         let token = authorization?.trim().strip_prefix("Bearer ")?.trim();
+        self.token(token).map(|(name, _)| name)
+    }
+
+    /// The name and digest of a bare token (the console's sign-in form), in constant time
+    /// over the configured tokens.
+    pub fn token(&self, token: &str) -> Option<(&str, [u8; 32])> {
+        let token = token.trim();
         if token.is_empty() {
             return None;
         }
@@ -50,10 +57,16 @@ impl AdminTokens {
         let mut found = None;
         for (name, want) in &self.entries {
             if ct_eq(&given, want) && found.is_none() {
-                found = Some(name.as_str());
+                found = Some((name.as_str(), *want));
             }
         }
         found
+    }
+
+    /// The digest of the token currently configured under `name`: a console session is bound
+    /// to it, so rotating or removing a token ends the sessions it opened.
+    pub fn digest_of(&self, name: &str) -> Option<[u8; 32]> {
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, d)| *d)
     }
 }
 

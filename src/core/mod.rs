@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod console;
 pub mod fulfilment;
 pub mod gates;
 pub mod kpi;

@@ -18,8 +18,9 @@ use crate::core::query::{self, encode_cursor, Built, QueryError};
 use crate::core::types::Mode;
 
 pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response {
-    let Some(op) = authenticate(&req, env) else {
-        return error(401, "unauthorized", "a valid bearer token from ADMIN_TOKENS is required");
+    let op = match authenticate(&req, env) {
+        Ok(op) => op,
+        Err(refused) => return refused,
     };
     let Ok(db) = env.d1(config::DB) else { return unavailable(5) };
     let store = Store::new(db);
@@ -35,6 +36,17 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
             answer(put_mode(&mut req, &store, &Flags::new(kv), &op, segment).await)
         }
         (Method::Get, ["audit"]) => list::<AuditOut>(&req, &store, query::audit, true).await,
+        (Method::Get, ["segments"]) => {
+            let Ok(kv) = env.kv(config::FLAGS) else { return unavailable(5) };
+            answer(lanes(&store, &Flags::new(kv)).await)
+        }
+        (Method::Get, ["exceptions", "summary"]) => match store.exception_summary().await {
+            Ok(groups) => {
+                let total: i64 = groups.iter().map(|g| g.count).sum();
+                json(200, &serde_json::json!({ "total": total, "groups": groups }))
+            }
+            Err(e) => store_error(e),
+        },
         (Method::Get, ["exceptions"]) => {
             list::<ExceptionOut>(&req, &store, |p| query::exceptions(p, now_ms()), false).await
         }
@@ -77,6 +89,8 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
             error(405, "method_not_allowed", "this endpoint does not accept that method")
         }
         (_, ["stock"])
+        | (_, ["segments"])
+        | (_, ["exceptions", "summary"])
         | (_, ["segments", _, "mode"])
         | (_, ["audit"])
         | (_, ["exceptions"])
@@ -157,6 +171,37 @@ async fn put_mode(
     store.batch(store.note_mode(segment, mode, ModeSource::Set, now, &op.actor, Some(&note))?).await?;
     super::memo::noted(segment, mode, now);
     Ok(json(200, &serde_json::json!({ "segment": segment, "mode": mode })))
+}
+
+/// `GET /admin/segments`: every lane of the route matrix with the mode routing uses now (KV,
+/// else the matrix default; a KV value that is not a mode reads as `manual`) and its release.
+async fn lanes(store: &Store, flags: &Flags) -> Result<Response, ApiError> {
+    let m = super::context::matrix().map_err(|e| {
+        worker::console_error!("route matrix invalid: {e}");
+        ApiError::new(500, "matrix_invalid", "the route matrix could not be loaded")
+    })?;
+    let mut lanes = Vec::with_capacity(m.lanes.len());
+    for lane in &m.lanes {
+        let flag = flags.mode(&lane.name).await.map_err(|e| {
+            worker::console_error!("KV read failed: {e}");
+            ApiError::Answered(unavailable(5))
+        })?;
+        let (mode, source) = match flag {
+            super::flags::Flag::Set(m) => (m, "kv"),
+            super::flags::Flag::Unset => (lane.default_mode, "default"),
+            super::flags::Flag::Invalid(_) => (Mode::Manual, "invalid"),
+        };
+        let row = store.segment_row(&lane.name).await?;
+        lanes.push(serde_json::json!({
+            "segment": lane.name,
+            "mode": mode,
+            "mode_source": source,
+            "default_mode": lane.default_mode,
+            "backlog_threshold": lane.backlog_threshold,
+            "released_at_ms": row.and_then(|r| r.released_ms),
+        }));
+    }
+    Ok(json(200, &serde_json::json!({ "segments": lanes })))
 }
 
 /// `GET /admin/privacy/requests/{id}`: the request and everything orderlane holds for it.

@@ -47,10 +47,31 @@ pub struct Operator {
     pub actor: String,
 }
 
-pub fn authenticate(req: &Request, env: &Env) -> Option<Operator> {
-    let tokens = AdminTokens::parse(&config::text(env, "ADMIN_TOKENS").unwrap_or_default());
+/// The operator behind a call: a bearer token from `ADMIN_TOKENS`, or else the console's
+/// session cookie (a change made with a cookie must also pass the console's Origin and CSRF
+/// checks). Answers the 401/403 otherwise.
+pub fn authenticate(req: &Request, env: &Env) -> Result<Operator, Response> {
     let header = req.headers().get("authorization").ok().flatten();
-    tokens.authenticate(header.as_deref()).map(|name| Operator { actor: actor(name) })
+    if header.is_some() {
+        let tokens = AdminTokens::parse(&config::text(env, "ADMIN_TOKENS").unwrap_or_default());
+        return tokens
+            .authenticate(header.as_deref())
+            .map(|name| Operator { actor: actor(name) })
+            .ok_or_else(unauthorized);
+    }
+    let Some(sessions) = super::console::Sessions::from_env(env) else { return Err(unauthorized()) };
+    let session = sessions.session(req).map_err(|e| match e {
+        crate::core::console::SessionError::Missing => unauthorized(),
+        e => error(401, e.code(), "the console session is no longer valid; sign in again"),
+    })?;
+    if !matches!(req.method(), worker::Method::Get | worker::Method::Head) {
+        super::console::check_change(req, &session)?;
+    }
+    Ok(Operator { actor: actor(&session.name) })
+}
+
+fn unauthorized() -> Response {
+    error(401, "unauthorized", "a valid bearer token from ADMIN_TOKENS is required")
 }
 
 pub fn store_error(e: StoreError) -> Response {

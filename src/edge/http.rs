@@ -40,6 +40,7 @@ pub async fn route(req: Request, env: &Env) -> Response {
             )
         }
         ("/webhooks/shopify", Method::Post) => webhooks::handle(req, env).await,
+        (p, _) if p == "/console" || p.starts_with("/console/") => super::console::handle(req, env).await,
         (p, _) if p.starts_with("/admin/") => {
             let segments: Vec<&str> =
                 p.trim_start_matches("/admin/").split('/').filter(|s| !s.is_empty()).collect();

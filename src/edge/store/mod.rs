@@ -474,6 +474,16 @@ pub struct ExceptionOut {
     pub since: String,
 }
 
+/// Orders waiting for a person, counted per state, reason and lane.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ExceptionGroup {
+    pub state: String,
+    pub reason: Option<String>,
+    pub segment: String,
+    pub count: i64,
+    pub oldest_ms: i64,
+}
+
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetterOut {
     pub id: i64,
@@ -537,6 +547,19 @@ impl Store {
     }
 
     /// Everything about one order: its row, timeline, deliveries, attempts and dead letters.
+    /// `hold` and `fraud-check` orders counted per (state, reason, lane), with the oldest.
+    pub async fn exception_summary(&self) -> StoreResult<Vec<ExceptionGroup>> {
+        Ok(self
+            .stmt(
+                "SELECT state, reason, segment, COUNT(*) AS count, MIN(state_since_ms) AS oldest_ms FROM orders \
+                 WHERE state IN ('hold', 'fraud-check') GROUP BY state, reason, segment ORDER BY state, reason, segment",
+                &[],
+            )?
+            .all()
+            .await?
+            .results()?)
+    }
+
     pub async fn order_view(&self, shop: &str, order_id: &str) -> StoreResult<Option<serde_json::Value>> {
         let Some(row) = self
             .stmt("SELECT * FROM orders WHERE shop = ?1 AND order_id = ?2", &[s(shop), s(order_id)])?
