@@ -285,9 +285,9 @@ pub fn age_text(ms: i64) -> String {
     let min = (ms.max(0) / MINUTE_MS) as u64;
     match min {
         0..=59 => format!("{min} min"),
-        60..=1_439 if min % 60 == 0 => format!("{} h", min / 60),
+        60..=1_439 if min.is_multiple_of(60) => format!("{} h", min / 60),
         60..=1_439 => format!("{} h {} min", min / 60, min % 60),
-        _ if (min / 60) % 24 == 0 => format!("{} d", min / 1_440),
+        _ if (min / 60).is_multiple_of(24) => format!("{} d", min / 1_440),
         _ => format!("{} d {} h", min / 1_440, (min / 60) % 24),
     }
 }
