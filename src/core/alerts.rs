@@ -401,7 +401,7 @@ pub fn render_slack(m: &Message, origin: Option<&str>) -> Value {
     if m.more > 0 {
         body.push_str(&format!("\n…and {} more", m.more));
     }
-    let mut fallback = format!("{}: {}", m.title, m.text);
+    let mut fallback = format!("{}: {}", slack_escape(&m.title), slack_escape(&m.text));
     if let Some(p) = &m.link {
         fallback.push_str(&format!(" {}", link(origin, p)));
     }
@@ -669,7 +669,7 @@ mod tests {
     fn slack_body_has_text_and_blocks_with_escaped_strings() {
         let v = render_slack(&message(), Some("https://ol.example"));
         let text = v["text"].as_str().unwrap();
-        assert!(text.starts_with("2 orders dead-lettered: "), "{text}");
+        assert!(text.starts_with("2 orders dead-lettered: They need a person: &lt;re-drive&gt;"), "{text}");
         assert!(text.ends_with("https://ol.example/console/dead-letters"), "{text}");
         let blocks = v["blocks"].as_array().unwrap();
         assert_eq!(blocks[0]["type"], "header");
