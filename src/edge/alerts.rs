@@ -236,8 +236,8 @@ async fn check_warehouse(a: &Alerts<'_>, now: i64, may_clear: bool) -> Result<Op
         .await
         .map_err(|e| format!("{e:?}"))?;
     let Some(why) = warehouse_failing(&recent, window, &rule) else {
-        if may_clear && incident.as_ref().is_some_and(|i| i.is_open()) {
-            a.clear(&key, now).await?;
+        if may_clear && incident.as_ref().is_some_and(|i| i.is_open()) && a.clear(&key, now).await? {
+            recovered(a, &key, &recent, now).await?;
         }
         return Ok(None);
     };
@@ -264,6 +264,37 @@ async fn check_warehouse(a: &Alerts<'_>, now: i64, may_clear: bool) -> Result<Op
         Raised::Queued(m) => Ok(Some(m)),
         _ => Ok(None),
     }
+}
+
+/// The warehouse incident just cleared: people who were told it was failing are told it
+/// answers again (the one kind that recovers without them).
+async fn recovered(
+    a: &Alerts<'_>,
+    key: &str,
+    recent: &[alerts::AttemptSeen],
+    now: i64,
+) -> Result<(), String> {
+    if a.cfg().url.is_none() {
+        return Ok(());
+    }
+    let last = recent.first().and_then(|r| r.outcome.clone()).unwrap_or_else(|| "none".into());
+    let m = Message {
+        id: random_id(),
+        kind: alerts::WAREHOUSE_FAILING.into(),
+        incidents: vec![key.to_string()],
+        title: "Warehouse answering again".into(),
+        text: format!(
+            "The warehouse failure has cleared (latest attempt: {last}). Orders dead-lettered meanwhile wait for a \
+             re-drive."
+        ),
+        lines: Vec::new(),
+        more: 0,
+        link: Some(alerts::CONSOLE_DEAD_LETTERS.into()),
+        at_ms: now,
+        details: serde_json::json!({ "cleared": true, "latest_outcome": last }),
+    };
+    let st = a.store.queue_notice(&m, now).map_err(|e| format!("{e:?}"))?;
+    a.store.batch(vec![st]).await.map_err(|e| format!("{e:?}"))
 }
 
 /// Raises a failed gate's incident (one per lane and release) and sends it at once.

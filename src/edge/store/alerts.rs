@@ -148,6 +148,16 @@ impl Store {
         )
     }
 
+    /// Queues `m` unconditionally (a notice that follows a clear the caller just made).
+    pub fn queue_notice(&self, m: &Message, now: i64) -> StoreResult<D1PreparedStatement> {
+        let json = serde_json::to_string(m).unwrap_or_default();
+        self.stmt(
+            "INSERT INTO alert_messages (id, kind, title, message, state, attempts, next_attempt_ms, created_ms) \
+             VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
+            &[s(&m.id), s(&m.kind), s(&m.title), s(&json), n(now)],
+        )
+    }
+
     pub fn clear_incident(&self, key: &str, now: i64) -> StoreResult<D1PreparedStatement> {
         self.stmt(
             "UPDATE alert_incidents SET state = 'cleared', cleared_ms = ?2 WHERE key = ?1 AND state = 'open'",
