@@ -200,6 +200,22 @@ pub fn notify_due(prev: Option<&IncidentState>, now_ms: i64, repeat_ms: i64) -> 
     }
 }
 
+/// The incident after a raise at `now`, and whether the raise notifies: what the store's
+/// upsert (`Store::raise_incident`) leaves in D1.
+pub fn after_raise(
+    prev: Option<&IncidentState>,
+    key: &str,
+    now_ms: i64,
+    repeat_ms: i64,
+) -> (IncidentState, bool) {
+    let notify = notify_due(prev, now_ms, repeat_ms);
+    let notified_ms = match prev {
+        Some(p) if !notify => p.notified_ms,
+        _ => now_ms,
+    };
+    (IncidentState { key: key.to_string(), state: "open".into(), notified_ms }, notify)
+}
+
 /// One run's decision for a kind whose subjects are all listed each run (dead letters,
 /// lanes past their SLA): which active subjects notify, and which open incidents clear.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -718,6 +734,72 @@ mod tests {
         // A message survives the outbox round trip.
         let back: Message = serde_json::from_str(&serde_json::to_string(&message()).unwrap()).unwrap();
         assert_eq!(back, message());
+    }
+
+    proptest::proptest! {
+        /// Over any sequence of raises and clears: while an incident stays open, two notices
+        /// are at least the repeat window apart, and the first raise after a clear (or ever)
+        /// always notifies.
+        #[test]
+        fn notices_are_spaced_and_reopening_always_notifies(
+            steps in proptest::collection::vec((0i64..200, proptest::bool::ANY), 1..80),
+            repeat_min in 1i64..120,
+        ) {
+            let repeat = repeat_min * MINUTE_MS;
+            let mut now = 0i64;
+            let mut inc: Option<IncidentState> = None;
+            let mut last_notice: Option<i64> = None;
+            for (gap_min, is_clear) in steps {
+                now += gap_min * MINUTE_MS;
+                if is_clear {
+                    if let Some(i) = inc.as_mut() {
+                        i.state = "cleared".into();
+                    }
+                    last_notice = None;
+                    continue;
+                }
+                let reopening = inc.as_ref().is_none_or(|i| !i.is_open());
+                let (next, notify) = after_raise(inc.as_ref(), "k", now, repeat);
+                if reopening {
+                    proptest::prop_assert!(notify, "a new or cleared incident notifies");
+                }
+                if notify {
+                    if let Some(prev) = last_notice {
+                        proptest::prop_assert!(now - prev >= repeat, "notices {prev} and {now} closer than {repeat}");
+                    }
+                    last_notice = Some(now);
+                } else {
+                    proptest::prop_assert!(now - last_notice.unwrap_or(i64::MIN / 2) < repeat, "a due repeat was missed");
+                }
+                inc = Some(next);
+            }
+        }
+
+        /// Every active key is either notified or still; cleared keys are open, known and inactive.
+        #[test]
+        fn reconcile_partitions(
+            active in proptest::collection::vec(0u8..12, 0..20),
+            known in proptest::collection::vec((0u8..12, proptest::bool::ANY, 0i64..100), 0..12),
+        ) {
+            let w = 50 * MINUTE_MS;
+            let now = 100 * MINUTE_MS;
+            let active: Vec<String> = active.iter().map(|k| format!("d:{k}")).collect();
+            let mut seen = BTreeSet::new();
+            let known: Vec<IncidentState> = known
+                .into_iter()
+                .filter(|(k, _, _)| seen.insert(*k))
+                .map(|(k, open, at)| inc(&format!("d:{k}"), if open { "open" } else { "cleared" }, at * MINUTE_MS))
+                .collect();
+            let p = reconcile(&active, true, &known, now, w);
+            let unique: BTreeSet<&String> = active.iter().collect();
+            let got: BTreeSet<&String> = p.notify.iter().chain(&p.still).collect();
+            proptest::prop_assert_eq!(got, unique.clone());
+            proptest::prop_assert_eq!(p.notify.len() + p.still.len(), unique.len());
+            for c in &p.clear {
+                proptest::prop_assert!(!unique.contains(c));
+                proptest::prop_assert!(known.iter().any(|k| &k.key == c && k.is_open()));
+            }
+        }
     }
 
     #[test]

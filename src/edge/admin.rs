@@ -70,7 +70,7 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
         (Method::Get, ["segments", segment, "report"]) => gates::get_report(&req, env, &store, segment).await,
         (Method::Post, ["gates", "evaluate"]) => gates::post_evaluate(&mut req, env, &store, &op).await,
         (Method::Get, ["alerts"]) => super::alerts::get_alerts(&store).await,
-        (Method::Post, ["alerts", "test"]) => super::alerts::post_test(&mut req, env, &store, &op).await,
+        (Method::Post, ["alerts", "test"]) => super::alerts::post_test(&mut req, env, &op).await,
         (_, ["segments", _, "baseline"])
         | (_, ["segments", _, "baseline", "capture"])
         | (_, ["segments", _, "kpis"])

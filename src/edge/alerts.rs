@@ -215,6 +215,41 @@ impl<'a> Alerts<'a> {
     }
 }
 
+/// Raises an incident from any cron step or queue handler: `kind` a lowercase slug, `key`
+/// `kind` or `kind:subject`, `link` a console path (`/console/...`). A message that is due is
+/// sent once the event's work is done (`wait_until`), or else by the next cron run; a failure
+/// to record it is returned, never a failure to send. True when a message was queued.
+pub async fn raise(
+    edge: &Edge,
+    kind: &str,
+    key: &str,
+    title: &str,
+    text: &str,
+    link: Option<&str>,
+) -> Result<bool, String> {
+    let now = super::context::now_ms();
+    match Alerts::of(edge).raise(kind, key, title, text, link, now).await? {
+        Raised::Queued(m) => {
+            edge.queue_alert(m);
+            Ok(true)
+        }
+        Raised::Suppressed | Raised::NoUrl => Ok(false),
+    }
+}
+
+/// Clears an incident raised with [`raise`] (its condition no longer holds). True when it was open.
+pub async fn clear(edge: &Edge, key: &str) -> Result<bool, String> {
+    Alerts::of(edge).clear(key, super::context::now_ms()).await
+}
+
+/// Sends what [`raise`] queued during this event (called by the entry points after the work).
+pub async fn send_queued(edge: &Edge) {
+    let queued = edge.take_alerts();
+    if !queued.is_empty() {
+        Alerts::of(edge).send_all(&queued, super::context::now_ms()).await;
+    }
+}
+
 /// The warehouse check after a transient failure (queue consumer): raises the incident when
 /// the rule holds; the message is sent after the batch (`Edge::take_alerts`).
 pub async fn after_transient_failure(edge: &Edge, now: i64) {
@@ -614,7 +649,6 @@ struct TestBody {
 pub async fn post_test(
     req: &mut worker::Request,
     env: &worker::Env,
-    store: &Store,
     op: &super::api::Operator,
 ) -> worker::Response {
     use super::api::{body, error, json};
@@ -625,28 +659,35 @@ pub async fn post_test(
     let Some(note) = b.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()) else {
         return error(400, "note_required", "every change needs a note");
     };
-    let a = Alerts { store, settings: super::context::settings(env) };
-    if a.cfg().url.is_none() {
+    let Some(edge) = Edge::new(env) else { return super::api::unavailable(5) };
+    if edge.settings.alerts.url.is_none() {
         return error(409, "alert_url_unset", "ALERT_URL is not set: there is nowhere to send alerts");
     }
-    let now = super::context::now_ms();
     let key = incident_key("test", &random_id());
     let text = format!("Sent by {} to check the alert channel: {note}", op.actor);
-    match a.raise("test", &key, "Test alert from orderlane", &text, Some(alerts::CONSOLE_QUEUE), now).await {
-        Ok(Raised::Queued(m)) => {
-            let status = a.send(&m, now).await;
+    // The same path as every alert: raised, queued in D1, then sent (here at once, to answer).
+    match raise(&edge, "test", &key, "Test alert from orderlane", &text, Some(alerts::CONSOLE_QUEUE)).await {
+        Ok(true) => {
+            let a = Alerts::of(&edge);
+            let now = super::context::now_ms();
+            let mut status = String::from("failed: nothing queued");
+            let mut id = String::new();
+            for m in edge.take_alerts() {
+                status = a.send(&m, now).await;
+                id = m.id;
+            }
             // The test incident has done its job.
-            let _ = a.clear(&key, now).await;
+            let _ = clear(&edge, &key).await;
             if status == "sent" {
                 json(
                     200,
-                    &serde_json::json!({ "status": status, "message_id": m.id, "format": a.cfg().format }),
+                    &serde_json::json!({ "status": status, "message_id": id, "format": a.cfg().format }),
                 )
             } else {
                 error(502, "alert_not_delivered", &status)
             }
         }
-        Ok(_) => error(409, "alert_url_unset", "ALERT_URL is not set: there is nowhere to send alerts"),
+        Ok(false) => error(409, "alert_url_unset", "ALERT_URL is not set: there is nowhere to send alerts"),
         Err(e) => {
             worker::console_error!("alerts: test raise failed: {e}");
             super::api::unavailable(5)

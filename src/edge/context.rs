@@ -116,6 +116,10 @@ impl Edge {
         self.alerts_out.borrow_mut().push(m);
     }
 
+    pub fn has_queued_alerts(&self) -> bool {
+        !self.alerts_out.borrow().is_empty()
+    }
+
     /// The alert messages queued during this event.
     pub fn take_alerts(&self) -> Vec<Message> {
         std::mem::take(&mut *self.alerts_out.borrow_mut())

@@ -40,12 +40,8 @@ async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()
     match context::Edge::new(&env) {
         Some(edge) => {
             fulfil::consume(batch, &edge).await;
-            let raised = edge.take_alerts();
-            if !raised.is_empty() {
-                ctx.wait_until(async move {
-                    let now = context::now_ms();
-                    alerts::Alerts::of(&edge).send_all(&raised, now).await;
-                });
+            if edge.has_queued_alerts() {
+                ctx.wait_until(async move { alerts::send_queued(&edge).await });
             }
         }
         None => {
@@ -57,9 +53,14 @@ async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()
 }
 
 #[event(scheduled)]
-async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     match context::Edge::new(&env) {
-        Some(edge) => cron::run(&edge, &env, event.schedule() as i64).await,
+        Some(edge) => {
+            cron::run(&edge, &env, event.schedule() as i64).await;
+            if edge.has_queued_alerts() {
+                ctx.wait_until(async move { alerts::send_queued(&edge).await });
+            }
+        }
         None => worker::console_error!("cron: D1 binding missing; nothing ran"),
     }
 }
