@@ -28,6 +28,14 @@ if ! have_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" --force
 fi
 
+# The go-live test runs the README's curl and openssl commands as written.
+missing=""
+for tool in curl openssl; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+if [ -n "$missing" ]; then
+  step "installing$missing"
+  apt-get update -qq && apt-get install -y -qq $missing
+fi
+
 # npm ci only when package-lock.json changed since the last install.
 lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ "$(cat node_modules/.orderlane-lock 2>/dev/null)" != "$lock_sum" ]; then

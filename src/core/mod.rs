@@ -14,6 +14,7 @@ pub mod query;
 pub mod retry;
 pub mod routing;
 pub mod rules;
+pub mod shopify;
 pub mod state;
 pub mod time;
 pub mod types;

@@ -188,6 +188,17 @@ const ADDRESS_KEYS: &[&str] = &[
 const SHIPPING_LINE_KEYS: &[&str] = &["title", "code"];
 /// The keys read inside a line item, the customer, an address and a shipping line.
 pub const NESTED_KEYS: &[&[&str]] = &[LINE_KEYS, CUSTOMER_KEYS, ADDRESS_KEYS, SHIPPING_LINE_KEYS];
+/// Order keys holding an object (or an array of objects: `[]`) and the keys read inside it;
+/// the projection [`Keep`] follows exactly this table (a test holds them together).
+pub const ORDER_NESTED: &[(&str, &[&str])] = &[
+    ("customer", CUSTOMER_KEYS),
+    ("shipping_address", ADDRESS_KEYS),
+    ("billing_address", ADDRESS_KEYS),
+    ("line_items[]", LINE_KEYS),
+    ("shipping_lines[]", SHIPPING_LINE_KEYS),
+];
+/// The keys [`parse_risk_event`] reads; nothing else of the body is looked at.
+pub const RISK_KEYS: &[&str] = &["order_id", "admin_graphql_api_order_id", "risk_level", "created_at"];
 
 /// A projection of a JSON value: an object keeps only the keys its reader reads, nested
 /// objects and arrays of objects projected in turn (the sample's customer, addresses and
@@ -482,7 +493,9 @@ pub struct RiskEvent {
 
 pub fn parse_risk_event(body: &[u8]) -> Result<RiskEvent, PayloadError> {
     let v: Value = serde_json::from_slice(body).map_err(|_| PayloadError::InvalidJson)?;
-    let o = v.as_object().ok_or(PayloadError::NotAnObject)?;
+    let mut o = v.as_object().ok_or(PayloadError::NotAnObject)?.clone();
+    o.retain(|k, _| RISK_KEYS.contains(&k.as_str()));
+    let o = &o;
     let order_id = match id(o, "order_id")? {
         Some(i) => i,
         None => id(o, "admin_graphql_api_order_id")?.ok_or(PayloadError::MissingField("order_id"))?,
@@ -626,6 +639,32 @@ pub(crate) mod tests {
         let odd = br#"{"id": 1, "created_at": "2026-01-01T00:00:00Z", "total_price": "1.00", "x": 1e400}"#;
         assert!(parse_order(odd).is_ok());
         assert_eq!(parse_order(br#"{"id": 1e400}"#), Err(PayloadError::InvalidJson));
+    }
+
+    #[test]
+    fn the_projection_follows_the_key_tables() {
+        for (parent, keys) in ORDER_NESTED {
+            let (name, many) = match parent.strip_suffix("[]") {
+                Some(n) => (n, true),
+                None => (*parent, false),
+            };
+            assert!(ORDER_KEYS.contains(&name), "{name} is an order key");
+            let below = Keep::Order.below(name).unwrap();
+            let item = match (below, many) {
+                (Keep::Lines, true) => Keep::Line,
+                (Keep::ShippingLines, true) => Keep::ShippingLine,
+                (k, false) => k,
+                _ => panic!("{parent}: array marker disagrees with the projection"),
+            };
+            assert_eq!(item.keys(), Some(*keys), "{parent}");
+        }
+        let nested: Vec<&str> =
+            ORDER_KEYS.iter().copied().filter(|k| Keep::Order.below(k).is_some()).collect();
+        assert_eq!(nested.len(), ORDER_NESTED.len());
+        // A risk body's other keys are never read: the same event without them.
+        let full = br#"{"order_id": 7, "risk_level": "low", "created_at": "2026-04-01T12:00:00Z", "provider_id": {"x": 1}}"#;
+        let bare = br#"{"order_id": 7, "risk_level": "low", "created_at": "2026-04-01T12:00:00Z"}"#;
+        assert_eq!(parse_risk_event(full), parse_risk_event(bare));
     }
 
     pub(crate) const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/orders-create.json");

@@ -12,6 +12,11 @@ use serde::Deserialize;
 use super::order::PayloadError;
 use super::webhook::ShopifyId;
 
+/// The fields read from a `customers/data_request` body (dotted paths); nothing else is kept.
+pub const DATA_REQUEST_KEYS: &[&str] = &["customer.id", "orders_requested", "data_request.id"];
+/// The fields read from a `customers/redact` body.
+pub const REDACT_KEYS: &[&str] = &["customer.id", "orders_to_redact"];
+
 /// How long the merchant has to answer a data request.
 pub const DATA_REQUEST_DUE_MS: i64 = 30 * 24 * 3_600_000;
 
@@ -91,6 +96,22 @@ mod tests {
         assert_eq!(r.orders_requested, vec![ShopifyId("299938".into()), ShopifyId("280263".into())]);
         assert_eq!(parse_data_request(b"{}"), Err(PayloadError::MissingField("customer.id")));
         assert_eq!(parse_data_request(b"nope"), Err(PayloadError::InvalidJson));
+    }
+
+    #[test]
+    fn only_the_listed_keys_are_read() {
+        let bare =
+            r#"{"orders_requested":[299938,280263],"customer":{"id":191167},"data_request":{"id":9999}}"#;
+        assert_eq!(parse_data_request(REQUEST.as_bytes()), parse_data_request(bare.as_bytes()));
+        let full = r#"{"shop_id":1,"customer":{"id":5,"email":"a@b.c","phone":"1"},"orders_to_redact":[1]}"#;
+        assert_eq!(
+            parse_redact(full.as_bytes()),
+            parse_redact(br#"{"customer":{"id":5},"orders_to_redact":[1]}"#)
+        );
+        for k in DATA_REQUEST_KEYS.iter().chain(REDACT_KEYS) {
+            let top = k.split('.').next().unwrap();
+            assert!(REQUEST.contains(&format!("\"{top}\"")) || full.contains(&format!("\"{top}\"")), "{k}");
+        }
     }
 
     #[test]

@@ -103,6 +103,14 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// The hex HMAC-SHA256 of `body` under `secret`: how a delivery's body is identified
+/// (`deliveries.body_hmac`), for bodies orderlane fetched itself.
+pub fn digest_hex(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = new_mac(secret);
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 fn new_mac(secret: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length, so this cannot fail.
     match Hmac::<Sha256>::new_from_slice(secret) {
@@ -218,6 +226,10 @@ pub enum Topic {
     CustomersDataRequest,
     CustomersRedact,
     ShopRedact,
+    /// A hold placed on, or released from, one of an order's fulfillment orders in Shopify
+    /// (by staff, another app, or orderlane itself).
+    FulfillmentOrdersPlacedOnHold,
+    FulfillmentOrdersHoldReleased,
 }
 
 impl Topic {
@@ -233,6 +245,8 @@ impl Topic {
             "customers/data_request" => Topic::CustomersDataRequest,
             "customers/redact" => Topic::CustomersRedact,
             "shop/redact" => Topic::ShopRedact,
+            "fulfillment_orders/placed_on_hold" => Topic::FulfillmentOrdersPlacedOnHold,
+            "fulfillment_orders/hold_released" => Topic::FulfillmentOrdersHoldReleased,
             _ => return None,
         })
     }
@@ -249,12 +263,21 @@ impl Topic {
             Topic::CustomersDataRequest => "customers/data_request",
             Topic::CustomersRedact => "customers/redact",
             Topic::ShopRedact => "shop/redact",
+            Topic::FulfillmentOrdersPlacedOnHold => "fulfillment_orders/placed_on_hold",
+            Topic::FulfillmentOrdersHoldReleased => "fulfillment_orders/hold_released",
         }
     }
 
     /// Topics whose body is an order (or names one) and feeds routing.
     pub fn is_order_event(self) -> bool {
-        !matches!(self, Topic::CustomersDataRequest | Topic::CustomersRedact | Topic::ShopRedact)
+        !matches!(
+            self,
+            Topic::CustomersDataRequest
+                | Topic::CustomersRedact
+                | Topic::ShopRedact
+                | Topic::FulfillmentOrdersPlacedOnHold
+                | Topic::FulfillmentOrdersHoldReleased
+        )
     }
 }
 

@@ -40,6 +40,60 @@ pub struct Settings {
     /// Local stacks only (`ALLOW_CLOCK_OVERRIDE=1`): a scheduled run's time stands for "now"
     /// where the cron measures ages, and admin evaluations accept a `now`.
     pub allow_clock_override: bool,
+    /// The Shopify Admin API: credentials and limits.
+    pub shopify: ShopifySettings,
+}
+
+/// The Admin API client's configuration (secrets `SHOPIFY_ADMIN_TOKENS`, `SHOPIFY_CLIENT_ID`).
+pub struct ShopifySettings {
+    /// Static tokens per shop (admin-created custom apps).
+    pub tokens: Vec<(String, String)>,
+    /// The client-credentials grant (Dev Dashboard apps): client id and secret.
+    pub client: Option<(String, String)>,
+    /// `SHOPIFY_ADMIN_ORIGIN`: replaces `https://<shop>` (local stacks and tests only).
+    pub origin: Option<String>,
+    pub timeout_ms: u64,
+    /// How far back the first reconciliation of a shop looks.
+    pub lookback_ms: i64,
+    /// Pages of orders listed per shop and run.
+    pub max_pages: u32,
+    /// No delivery from a shop for this long raises an alert.
+    pub quiet_ms: i64,
+    /// Why the credentials could not be read, when they could not.
+    pub problem: Option<String>,
+}
+
+impl ShopifySettings {
+    fn from_env(env: &Env) -> ShopifySettings {
+        let num = |name: &str, default: f64, max: f64| {
+            config::text(env, name)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v > 0.0 && *v <= max)
+                .unwrap_or(default)
+        };
+        let (tokens, problem) = match crate::core::shopify::parse_admin_tokens(
+            &config::text(env, "SHOPIFY_ADMIN_TOKENS").unwrap_or_default(),
+        ) {
+            Ok(t) => (t, None),
+            Err(e) => (Vec::new(), Some(format!("SHOPIFY_ADMIN_TOKENS: {e}"))),
+        };
+        let client = config::text(env, "SHOPIFY_CLIENT_ID").zip(config::text(env, "SHOPIFY_WEBHOOK_SECRET"));
+        ShopifySettings {
+            tokens,
+            client,
+            origin: config::text(env, "SHOPIFY_ADMIN_ORIGIN").map(|o| o.trim_end_matches('/').to_string()),
+            timeout_ms: num("SHOPIFY_TIMEOUT_MS", 10_000.0, 60_000.0) as u64,
+            lookback_ms: (num("RECONCILE_LOOKBACK_HOURS", 24.0, 24.0 * 60.0) * 3_600_000.0) as i64,
+            max_pages: num("RECONCILE_MAX_PAGES", 4.0, 20.0) as u32,
+            quiet_ms: (num("SHOPIFY_QUIET_MINUTES", 240.0, 7.0 * 24.0 * 60.0) * 60_000.0) as i64,
+            problem,
+        }
+    }
+
+    /// Whether orderlane can call the Admin API for `shop` (and so mirrors its holds).
+    pub fn enabled_for(&self, shop: &str) -> bool {
+        self.client.is_some() || self.tokens.iter().any(|(s, _)| s == shop)
+    }
 }
 
 impl Settings {
@@ -67,6 +121,7 @@ impl Settings {
                 .unwrap_or(DEFAULT_RETENTION_DAYS * 86_400_000),
             alerts: AlertConfig::from_vars(|name| config::text(env, name)),
             allow_clock_override: config::text(env, "ALLOW_CLOCK_OVERRIDE").as_deref() == Some("1"),
+            shopify: ShopifySettings::from_env(env),
             email_key: crate::core::order::email_hash_key(
                 config::text(env, "EMAIL_HASH_KEY").as_deref(),
                 &config::text(env, "SHOPIFY_WEBHOOK_SECRET").unwrap_or_default(),
@@ -165,8 +220,15 @@ fn kv_mode_of(lane: &str, flag: Flag) -> KvMode {
 /// The settings, parsed once per isolate: vars and secrets are fixed for an isolate's life
 /// (a change is a new deployment, and new isolates).
 pub fn settings(env: &Env) -> &'static Settings {
-    static S: OnceLock<Settings> = OnceLock::new();
-    S.get_or_init(|| Settings::from_env(env))
+    SETTINGS.get_or_init(|| Settings::from_env(env))
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// Whether holds of `shop`'s orders are mirrored into Shopify (the Admin API is configured
+/// for it). The settings exist once any event has made an `Edge`.
+pub fn mirrors_holds(shop: &str) -> bool {
+    SETTINGS.get().is_some_and(|s| s.shopify.enabled_for(shop))
 }
 
 /// The compiled-in route matrix, validated once per isolate.

@@ -22,11 +22,14 @@ pub async fn run(edge: &Edge, env: &worker::Env, scheduled_ms: i64) {
     let clock = if edge.settings.allow_clock_override && scheduled_ms > 0 { scheduled_ms } else { now };
     // Each step runs to completion whatever the others did; a step reports its own failure.
     // Alerts come last, so they see what the other steps did.
-    let steps: [(&str, StepResult); 5] = [
+    let steps: [(&str, StepResult); 8] = [
         ("sweep_timeouts", sweep_timeouts(edge, now).await),
         ("requeue_overdue", requeue_overdue(edge, now).await),
-        ("gates", super::gates::cron_step(env, &edge.store, now).await),
+        ("shopify_mirrors", super::shopify::requeue_mirrors(edge, now).await),
+        ("gates", super::gates::cron_step(env, &edge.store).await),
         ("purge_bodies", purge_bodies(edge, now).await),
+        ("shopify_reconcile", super::shopify::reconcile(edge, env, now).await),
+        ("shopify_health", shopify_health(edge, env, now).await),
         ("alerts", super::alerts::cron_step(edge, now, clock).await),
     ];
     for (name, result) in steps {
@@ -38,6 +41,15 @@ pub async fn run(edge: &Edge, env: &worker::Env, scheduled_ms: i64) {
 }
 
 type StepResult = Result<String, String>;
+
+/// Webhook subscriptions and quiet shops: each open incident is reported.
+async fn shopify_health(edge: &Edge, env: &worker::Env, now: i64) -> StepResult {
+    let (incidents, shops) = super::shopify::health(edge, env, now).await;
+    for i in &incidents {
+        worker::console_error!("{}: {}", i.title, i.text);
+    }
+    Ok(format!("{} shops checked, {} incidents open", shops.len(), incidents.len()))
+}
 
 /// Puts orders whose next attempt is overdue (their message was lost: a failed send, a
 /// consumer that died, a dead-lettered message) back on the queue, and makes them due again.
@@ -121,8 +133,13 @@ async fn sweep_one(edge: &Edge, row: &OrderRow, lane: &crate::core::rules::Lane,
     let rec = writer::record_with(row, &[], &[], now);
     let Some(applied) = sweep(&rec, lane, now) else { return true };
     let change = Change::to(row, &[], super::ingest::ACTOR, now);
-    match writer::statements(&edge.store, &change, &applied) {
-        Ok(st) => edge.store.batch(st).await.is_ok(),
-        Err(_) => false,
+    let mirror = writer::shopify_desire(&change, &applied).is_some();
+    let Ok(st) = writer::statements(&edge.store, &change, &applied) else { return false };
+    if edge.store.batch(st).await.is_err() {
+        return false;
     }
+    if mirror {
+        super::shopify::nudge(edge, &row.shop, &row.order_id, 0).await;
+    }
+    true
 }

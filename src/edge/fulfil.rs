@@ -43,7 +43,14 @@ pub async fn consume(batch: MessageBatch<String>, edge: &Edge) {
     };
     match batch.queue().as_str() {
         FULFILMENT_QUEUE_NAME => {
-            join_all(messages.iter().map(|m| handle(edge, m))).await;
+            join_all(messages.iter().map(|m| async move {
+                if super::shopify::is_shopify_message(m.body()) {
+                    super::shopify::consume(edge, m).await
+                } else {
+                    handle(edge, m).await
+                }
+            }))
+            .await;
         }
         DEAD_LETTER_QUEUE_NAME => {
             join_all(messages.iter().map(|m| dead_lettered(edge, m))).await;
@@ -439,6 +446,7 @@ async fn record(edge: &Edge, msg: &QueueMessage, lease: &str, sent: &Sent) -> Re
     };
     let change = Change::to(row, &reads.open, ACTOR, now).with(lifecycle);
     let mut statements = writer::statements(store, &change, &applied)?;
+    let mirror = writer::shopify_desire(&change, &applied).is_some();
     statements.push(finish);
     if let (Some(cause), true) = (e.dead_letter, moved) {
         statements.push(store.dead_letter(
@@ -457,6 +465,9 @@ async fn record(edge: &Edge, msg: &QueueMessage, lease: &str, sent: &Sent) -> Re
         )?);
     }
     store.batch(statements).await?;
+    if mirror {
+        super::shopify::nudge(edge, &row.shop, &row.order_id, 0).await;
+    }
     Ok(if applied.cancel_downstream {
         FollowUp::Cancel
     } else {
@@ -505,8 +516,14 @@ async fn hold_for_mode(
     let note = format!("lane {} is {mode} at send time: held instead of sent", row.segment);
     let change = Change { note: Some(&note), ..Change::to(row, &reads.open, MODE_ACTOR, now) }
         .with(Lifecycle { held: true, ..Lifecycle::default() });
+    let mirror = writer::shopify_desire(&change, &applied).is_some();
     match edge.store.batch(writer::statements(&edge.store, &change, &applied)?).await {
-        Ok(()) => Ok(Disposition::Ack),
+        Ok(()) => {
+            if mirror {
+                super::shopify::nudge(edge, &row.shop, &row.order_id, 0).await;
+            }
+            Ok(Disposition::Ack)
+        }
         Err(StoreError::Conflict) => Ok(Disposition::Wait(1)),
         Err(e) => Err(e.into()),
     }
@@ -521,6 +538,14 @@ async fn dead_lettered(edge: &Edge, m: &Message<String>) {
     let raw = m.body().clone();
     let now = now_ms();
     let store = &edge.store;
+    if super::shopify::is_shopify_message(&raw) {
+        // Back on the queue after a pause; if that fails the mirror stays due in D1 and the
+        // cron sends it again.
+        let pause = edge.settings.infra_retry_secs().saturating_mul(10);
+        let _ = requeue(edge, &raw, pause).await;
+        m.ack();
+        return;
+    }
     let result = async {
         let Ok(p) = QueueMessage::from_json(&raw) else {
             let st = store.dead_letter(&DeadLetter::unreadable("unreadable queue message", &raw), now)?;

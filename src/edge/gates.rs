@@ -56,10 +56,11 @@ fn time_value(v: &Value) -> Option<i64> {
 
 /// "Now" for an evaluation: the clock, or a requested time when `ALLOW_CLOCK_OVERRIDE=1`
 /// (local test stacks only: it lets a test look at a release 25 or 73 hours later).
-fn clock(env: &Env, requested: Option<i64>) -> Result<i64, Response> {
+/// `None`: the clock.
+fn clock(env: &Env, requested: Option<i64>) -> Result<Option<i64>, Response> {
     match requested {
-        None => Ok(now_ms()),
-        Some(t) if config::text(env, "ALLOW_CLOCK_OVERRIDE").as_deref() == Some("1") => Ok(t),
+        None => Ok(None),
+        Some(t) if config::text(env, "ALLOW_CLOCK_OVERRIDE").as_deref() == Some("1") => Ok(Some(t)),
         Some(_) => {
             Err(error(400, "clock_override_disabled", "\"now\" is only accepted when ALLOW_CLOCK_OVERRIDE=1"))
         }
@@ -150,7 +151,9 @@ pub struct LaneRun {
 }
 
 /// Evaluates one lane at `now_eval` and applies the result: records the gate runs, and on
-/// a failing gate rolls this lane (only) back to `manual`, audits it and alerts once.
+/// a failing gate rolls this lane (only) back to `manual`, audits it and alerts once. An
+/// evaluation at another time than now (`ALLOW_CLOCK_OVERRIDE`) is a dry run: it answers what
+/// the gates would decide and writes no decision, so nothing it says outlives it.
 /// Lanes not released, not in `auto`, or already decided `expand` for this release are
 /// skipped (nothing to judge, or never flipped).
 pub async fn evaluate_lane(
@@ -158,10 +161,11 @@ pub async fn evaluate_lane(
     flags: &Flags,
     alerter: &Alerts<'_>,
     lane: &Lane,
-    now_eval: i64,
+    at: Option<i64>,
     trigger: &Trigger<'_>,
 ) -> Result<LaneRun, StoreError> {
     let now_real = now_ms();
+    let now_eval = at.unwrap_or(now_real);
     let loaded = load(store, flags, lane, now_eval, now_real).await?;
     let input = &loaded.input;
     let skip = |why: &str| LaneRun {
@@ -177,6 +181,13 @@ pub async fn evaluate_lane(
         return Ok(skip("release already decided: expand"));
     }
     let e = gates::evaluate(input, now_eval);
+    if at.is_some() {
+        return Ok(LaneRun {
+            lane: lane.name.clone(),
+            summary: format!("dry run at {now_eval}: {}", decision_str(e.decision)),
+            body: json!({ "lane": lane.name, "evaluation": e, "dry_run": true }),
+        });
+    }
     let trig = trigger.as_str();
     let Some(rb) = &e.rollback else {
         store.batch(store.gate_run_rows(&e, released, trig, None)?).await?;
@@ -261,28 +272,26 @@ async fn evaluate_lanes(
     flags: &Flags,
     alerter: &Alerts<'_>,
     lanes: &[&Lane],
-    now_eval: i64,
+    at: Option<i64>,
     trigger: &Trigger<'_>,
 ) -> Vec<Result<LaneRun, (String, StoreError)>> {
     let mut out = Vec::with_capacity(lanes.len());
     for lane in lanes {
         out.push(
-            evaluate_lane(store, flags, alerter, lane, now_eval, trigger)
-                .await
-                .map_err(|e| (lane.name.clone(), e)),
+            evaluate_lane(store, flags, alerter, lane, at, trigger).await.map_err(|e| (lane.name.clone(), e)),
         );
     }
     out
 }
 
 /// The cron step: evaluates every lane; one summary line.
-pub async fn cron_step(env: &Env, store: &Store, now: i64) -> Result<String, String> {
+pub async fn cron_step(env: &Env, store: &Store) -> Result<String, String> {
     let m = matrix()?;
     let kv = env.kv(config::FLAGS).map_err(|e| format!("FLAGS binding: {e}"))?;
     let flags = Flags::new(kv);
     let alerter = Alerts { store, settings: super::context::settings(env) };
     let lanes: Vec<&Lane> = m.lanes.iter().collect();
-    let runs = evaluate_lanes(store, &flags, &alerter, &lanes, now, &Trigger::Cron).await;
+    let runs = evaluate_lanes(store, &flags, &alerter, &lanes, None, &Trigger::Cron).await;
     let mut failed = false;
     let parts: Vec<String> = runs
         .into_iter()
@@ -345,7 +354,7 @@ async fn post_evaluate_inner(
             }
         },
     };
-    let now = clock(env, requested)?;
+    let at = clock(env, requested)?;
     let lanes: Vec<&Lane> = match &b.lane {
         Some(name) => vec![lane_of(name)?],
         None => match matrix() {
@@ -355,7 +364,7 @@ async fn post_evaluate_inner(
     };
     let flags = flags(env)?;
     let alerter = Alerts { store, settings: super::context::settings(env) };
-    let runs = evaluate_lanes(store, &flags, &alerter, &lanes, now, &Trigger::User(&op.actor)).await;
+    let runs = evaluate_lanes(store, &flags, &alerter, &lanes, at, &Trigger::User(&op.actor)).await;
     let mut results = Vec::with_capacity(runs.len());
     let mut errors = 0;
     for r in runs {
@@ -371,7 +380,8 @@ async fn post_evaluate_inner(
     if errors == results.len() && errors > 0 {
         return Err(unavailable(5).into());
     }
-    Ok(json(200, &json!({ "evaluated_at_ms": now, "lanes": results })))
+    let now = at.unwrap_or_else(now_ms);
+    Ok(json(200, &json!({ "evaluated_at_ms": now, "dry_run": at.is_some(), "lanes": results })))
 }
 
 #[derive(Deserialize)]
@@ -580,7 +590,7 @@ async fn get_report_inner(req: &Request, env: &Env, store: &Store, lane: &str) -
         },
         None => None,
     };
-    let now = clock(env, requested)?;
+    let now = clock(env, requested)?.unwrap_or_else(now_ms);
     let flags = flags(env)?;
     let loaded = match load(store, &flags, lane, now, now_ms()).await {
         Ok(l) => l,

@@ -18,6 +18,15 @@ pub async fn route(req: Request, env: &Env) -> Response {
                 Some(c) if !c.shops_configured() => incomplete.push("ALLOWED_SHOPS"),
                 Some(_) => {}
             }
+            let shopify = &super::context::settings(env).shopify;
+            if shopify.problem.is_some() {
+                incomplete.push("SHOPIFY_ADMIN_TOKENS");
+            }
+            let admin_api = match (shopify.tokens.is_empty(), shopify.client.is_some()) {
+                (_, true) => "client_credentials",
+                (false, false) => "tokens",
+                (true, false) => "off",
+            };
             json(
                 200,
                 &serde_json::json!({
@@ -25,6 +34,8 @@ pub async fn route(req: Request, env: &Env) -> Response {
                     "version": VERSION,
                     "rules_version": crate::core::rules::RULES_VERSION,
                     "incomplete": incomplete,
+                    // Holds mirrored, reconciliation and webhook health need the Admin API.
+                    "shopify_admin_api": admin_api,
                 }),
             )
         }

@@ -45,6 +45,7 @@ pub async fn record_and_route(
     topic: Topic,
     body: &[u8],
     now_ms: i64,
+    actor: &str,
 ) -> Result<Recorded, StoreError> {
     let parsed = match topic {
         Topic::OrdersRiskAssessmentChanged => parse_risk_event(body).map(Parsed::Risk),
@@ -69,7 +70,7 @@ pub async fn record_and_route(
         _ => Basis::Read,
     };
     for _ in 0..MAX_RACES {
-        match attempt(edge, m, d, topic, &parsed, &order_id, body, now_ms, basis).await {
+        match attempt(edge, m, d, topic, &parsed, &order_id, body, now_ms, basis, actor).await {
             // Duplicate, guess wrong, or a race lost on the order or its stock: read (the
             // read answers a duplicate) and decide again from fresh state.
             Err(StoreError::Conflict) => basis = Basis::Read,
@@ -167,6 +168,7 @@ async fn attempt(
     body: &[u8],
     now_ms: i64,
     basis: Basis,
+    actor: &str,
 ) -> Result<Recorded, StoreError> {
     let store = &edge.store;
     // The order the rules run on: the body itself, or for a verdict the latest stored body.
@@ -272,16 +274,20 @@ async fn attempt(
         open: &reads.open,
         body_order,
         email_hash: hash.as_deref(),
-        actor: ACTOR,
+        actor,
         note: None,
         now_ms,
         lifecycle: Default::default(),
     };
     statements.extend(writer::statements(store, &change, &applied)?);
+    let mirror = writer::shopify_desire(&change, &applied).is_some();
     store.batch(statements).await?;
     if note {
         memo::noted(&lane_name, seen, now_ms);
     }
     queue::follow_up(edge, &d.shop, order_id, &applied, reads.row.is_none()).await;
+    if mirror {
+        super::shopify::nudge(edge, &d.shop, order_id, 0).await;
+    }
     Ok(Recorded::Accepted { review: false })
 }

@@ -17,6 +17,7 @@ mod memo;
 mod outbound;
 mod overrides;
 mod queue;
+mod shopify;
 mod store;
 mod webhooks;
 mod writer;

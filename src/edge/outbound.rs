@@ -1,5 +1,5 @@
-//! One outbound POST with a deadline: the warehouse calls (and alerts) go through here. The
-//! call is aborted when the deadline passes; only the start of the answer is read.
+//! One outbound POST with a deadline: the warehouse calls, alerts and the Admin API go through here. The
+//! call is aborted when the deadline passes.
 
 use std::time::Duration;
 
@@ -9,8 +9,26 @@ use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestIni
 
 use crate::core::retry::{self, Outcome};
 
+/// What an outbound call got: the status, `Retry-After`, and the answer's bytes.
+pub type Answer = (u16, Option<String>, Vec<u8>);
+
 /// POSTs `body` with `headers` to `url`, giving up after `timeout_ms`.
 pub async fn post(url: &str, headers: &[(&str, String)], body: &[u8], timeout_ms: u64) -> Outcome {
+    match call(url, headers, body, timeout_ms).await {
+        Ok((code, retry_after, bytes)) => {
+            Outcome::Status { code, retry_after, body_snippet: retry::snippet(&bytes) }
+        }
+        Err(o) => o,
+    }
+}
+
+/// POSTs and reads the whole answer; `Err` is a network failure or the timeout.
+pub async fn call(
+    url: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+    timeout_ms: u64,
+) -> Result<Answer, Outcome> {
     let h = Headers::new();
     for (k, v) in headers {
         let _ = h.set(k, v);
@@ -20,7 +38,7 @@ pub async fn post(url: &str, headers: &[(&str, String)], body: &[u8], timeout_ms
     init.with_method(Method::Post).with_headers(h).with_body(Some(JsValue::from_str(&text)));
     let req = match Request::new_with_init(url, &init) {
         Ok(r) => r,
-        Err(e) => return Outcome::Network(format!("bad URL: {e}")),
+        Err(e) => return Err(Outcome::Network(format!("bad URL: {e}"))),
     };
     let controller = AbortController::default();
     let signal = controller.signal();
@@ -33,13 +51,11 @@ pub async fn post(url: &str, headers: &[(&str, String)], body: &[u8], timeout_ms
     };
     let timer = Delay::from(Duration::from_millis(timeout_ms));
     match select(Box::pin(call), Box::pin(timer)).await {
-        Either::Left((Ok((code, retry_after, bytes)), _)) => {
-            Outcome::Status { code, retry_after, body_snippet: retry::snippet(&bytes) }
-        }
-        Either::Left((Err(e), _)) => Outcome::Network(e.to_string()),
+        Either::Left((Ok(answer), _)) => Ok(answer),
+        Either::Left((Err(e), _)) => Err(Outcome::Network(e.to_string())),
         Either::Right(_) => {
             controller.abort();
-            Outcome::Timeout
+            Err(Outcome::Timeout)
         }
     }
 }

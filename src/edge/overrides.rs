@@ -154,6 +154,7 @@ pub async fn apply_operator(
     let change = Change { note: Some(note), ..Change::to(&row, &reads.open, &op.actor, now) }
         .with(Lifecycle { resolved: resolves, ..Lifecycle::default() });
     let statements = writer::statements(store, &change, &applied)?;
+    let mirror = writer::shopify_desire(&change, &applied).is_some();
     match store.batch(statements).await {
         Ok(()) => {}
         Err(StoreError::Conflict) => {
@@ -179,6 +180,9 @@ pub async fn apply_operator(
     }
     let new_state = applied.record.as_ref().map(|r| (r.state, r.reason));
     super::queue::follow_up(edge, shop, order_id, &applied, false).await;
+    if mirror {
+        super::shopify::nudge(edge, shop, order_id, 0).await;
+    }
     Ok(serde_json::json!({
         "shop": shop, "order_id": order_id,
         "state": new_state.map(|s| s.0), "reason": new_state.and_then(|s| s.1),
@@ -228,6 +232,14 @@ async fn redrive(edge: &Edge, op: &Operator, id: i64, note: &str) -> Result<serd
             serde_json::json!({ "id": id }),
         ));
     };
+    if dl.cause == super::shopify::DEAD_LETTER_CAUSE {
+        // A hold Shopify would not take: try the mirror again; the order itself stays as it is.
+        let now = now_ms();
+        let resolved = store.resolve_dead_letter(id, now, &op.actor, "redriven", note)?;
+        store.batch(vec![store.mirror_due_now(&shop, &order_id, now)?, resolved]).await?;
+        super::shopify::nudge(edge, &shop, &order_id, 0).await;
+        return Ok(serde_json::json!({ "dead_letter": id, "shopify_mirror": "redriven" }));
+    }
     // The state change and the resolution are separate guarded writes: the order version admits
     // one re-drive, and the resolution guard admits one resolver.
     let result = apply_operator(edge, op, &shop, &order_id, Action::OperatorForceReady, note, None).await;

@@ -136,10 +136,15 @@ async fn record(edge: &Edge, d: &webhook::Delivery, body: &[u8]) -> Result<Recor
     };
     if topic.is_order_event() {
         // The order is parsed once, by routing; a body it cannot read is recorded for review.
-        return match ingest::record_and_route(edge, d, topic, body, received_ms).await? {
+        return match ingest::record_and_route(edge, d, topic, body, received_ms, ingest::ACTOR).await? {
             ingest::Recorded::Duplicate => Err(StoreError::Conflict),
             ingest::Recorded::Accepted { review } => Ok(Recorded { status: "accepted", review }),
         };
+    }
+    if matches!(topic, Topic::FulfillmentOrdersPlacedOnHold | Topic::FulfillmentOrdersHoldReleased) {
+        let placed = topic == Topic::FulfillmentOrdersPlacedOnHold;
+        let r = super::shopify::hold_event(edge, d, placed, body, received_ms).await?;
+        return Ok(Recorded { status: r.status, review: r.review });
     }
     // Privacy requests: record or erase, and keep no copy of the request body itself (it
     // carries the customer's email and phone).

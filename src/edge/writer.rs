@@ -10,7 +10,8 @@ use super::store::{
 };
 use crate::core::apply::{Applied, OrderRecord, OrderingKey};
 use crate::core::order::{Order, RiskLevel};
-use crate::core::types::CancelState;
+use crate::core::shopify::{self, Desired};
+use crate::core::types::{CancelState, Reason, State};
 use crate::core::webhook::ShopifyId;
 
 /// The core's record of a stored order, with the claims read with it.
@@ -92,6 +93,20 @@ impl<'a> Change<'a> {
     }
 }
 
+/// What Shopify should show after this change, when it changes (only for shops whose Admin
+/// API is configured). A hold staff placed in Shopify is theirs: orderlane adds none of its own.
+pub fn shopify_desire(c: &Change<'_>, applied: &Applied) -> Option<Desired> {
+    if !super::context::mirrors_holds(c.shop) {
+        return None;
+    }
+    let rec = applied.record.as_ref().filter(|_| applied.applied())?;
+    if c.actor == super::shopify::STAFF && rec.state == State::Hold && rec.reason == Some(Reason::Manual) {
+        return None;
+    }
+    let why = applied.decision.as_ref().map(|d| d.explanation.as_str()).or(c.note);
+    shopify::mirror_change(c.prior.map(|p| (p.state, p.reason)), (rec.state, rec.reason), why)
+}
+
 /// The statements for one `Applied`.
 pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResult<Vec<D1PreparedStatement>> {
     let mut out = Vec::new();
@@ -155,6 +170,9 @@ pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResu
         if let Some(st) = store.write_lifecycle(c.shop, c.order_id, new_seq, c.now_ms, &lifecycle)? {
             out.push(st);
         }
+    }
+    if let Some(desired) = shopify_desire(c, applied) {
+        out.push(store.want_in_shopify(c.shop, c.order_id, &desired, c.now_ms)?);
     }
     out.extend(store.stock_moves(c.shop, c.order_id, c.open, applied, c.now_ms)?);
     let segment = applied.record.as_ref().map(|r| r.lane.as_str()).filter(|l| !l.is_empty());

@@ -195,7 +195,15 @@ test('a passing lane: gates A and B pass from 24 h, the 72-hour decision is expa
   assert.deepEqual(e73.results.map((r) => r.status), ['pass', 'pass', 'pass']);
   assert.equal(e73.decision, 'expand');
   assert.equal(e73.rollback, null);
+  assert.equal(at73.body.dry_run, true, 'an evaluation at another time is a dry run');
   assert.equal(await stack.kvGet('segment:pos:mode'), 'auto');
+  // It wrote no decision that could outlive it: no gate run says expand, and an evaluation
+  // now still judges the release (it is not "already decided").
+  const written = await stack.sql("SELECT decision FROM gate_runs WHERE segment = 'pos' AND decision = 'expand'");
+  assert.deepEqual(written, []);
+  const real = await admin(stack, 'POST', '/gates/evaluate', { lane: 'pos' });
+  assert.equal(real.body.dry_run, false);
+  assert.equal(real.body.lanes[0].evaluation.decision, 'keep_watching');
   const report = await admin(stack, 'GET', `/segments/pos/report?now=${released.pos + 73 * HOUR}`);
   assert.equal(report.body.decision, 'expand');
   assert.equal(report.body.gates.length, 3);

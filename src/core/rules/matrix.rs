@@ -55,6 +55,10 @@ pub struct Lane {
     pub address: AddressPolicy,
     pub inventory: InventoryPolicy,
     pub fraud: FraudPolicy,
+    /// Lanes listed below this one that an order can also match, and that this lane is meant
+    /// to take such orders from (the linter reports an overlap nobody declared).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wins_over: Vec<String>,
 }
 
 /// Lane conditions. Every list is "any of"; an empty list or absent bound does not constrain.
@@ -334,6 +338,25 @@ impl Matrix {
                 return err("sla_minutes", format!("must be between 1 and {MAX_SLA_MINUTES} (30 days)"));
             }
         }
+        // Names are checked once every lane is known to be well formed.
+        for (i, lane) in self.lanes.iter().enumerate() {
+            let err = |key: &str, msg: String| Err(MatrixError::in_lane(i, lane, key, msg));
+            for (k, other) in lane.wins_over.iter().enumerate() {
+                let pos = self.lanes.iter().position(|o| &o.name == other);
+                if other == DEFAULT_LANE || pos.is_some_and(|p| p <= i) {
+                    return err(
+                        "wins_over",
+                        format!("\"{other}\" is not a lane listed below this one (default never competes)"),
+                    );
+                }
+                if pos.is_none() {
+                    return err("wins_over", format!("no lane named \"{other}\""));
+                }
+                if lane.wins_over[..k].contains(other) {
+                    return err("wins_over", format!("\"{other}\" is named twice"));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -345,7 +368,7 @@ impl Matrix {
 
 /// 1-based line of `key` (dotted, relative to the lane) inside the `lane_index`-th
 /// `[[lanes]]` block, falling back to the sub-table header and then the lane header.
-fn find_line(source: &str, lane_index: usize, key: &str) -> Option<usize> {
+pub fn find_line(source: &str, lane_index: usize, key: &str) -> Option<usize> {
     let mut lane_seen: Option<usize> = None;
     let mut lane_header = None;
     let mut section = String::new();

@@ -6,16 +6,27 @@
 //! - one file per exception family: `payment`, `address`, `fraud`, `inventory`. Each exposes
 //!   `evaluate(..) -> Vec<RuleHit>`: every rule that fired, with its effect. A rule that
 //!   passes does not appear. Combining hits into a state is `routing::decide`'s job.
+//! - native tools only (not in the Worker): `cases` (the `[[tests]]` of `rules/tests.toml`,
+//!   also run by `build.rs`), `lint` (the matrix linter), `replay` (a corpus under two
+//!   matrices, and its gate), `intake` (which payload fields each rule reads).
 //!
 //! Rule ids are stable: they are written to the audit log and named in runbooks. The full
 //! list is [`RULE_IDS`].
 
 pub mod address;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cases;
 pub mod countries;
 pub mod fraud;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod intake;
 pub mod inventory;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod lint;
 pub mod matrix;
 pub mod payment;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod replay;
 
 use std::sync::OnceLock;
 
@@ -29,10 +40,15 @@ pub use matrix::{
 use super::order::Order;
 use super::types::{Mode, Reason, State};
 
+// `build.rs` compiles this module too (to run the rule cases) before it has produced the
+// JSON; it sets `orderlane_built` for the crate proper only.
+
 /// The shipped matrix as JSON, produced from `rules/matrix.toml` by `build.rs`.
+#[cfg(orderlane_built)]
 const BUILTIN_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/matrix.json"));
 
 /// Version of the shipped matrix: first 12 hex chars of the SHA-256 of `rules/matrix.toml`.
+#[cfg(orderlane_built)]
 pub const RULES_VERSION: &str = include_str!(concat!(env!("OUT_DIR"), "/rules_version.txt"));
 
 /// Every rule id a decision can name.
@@ -95,6 +111,7 @@ impl RuleHit {
 impl Matrix {
     /// The shipped matrix (validated at build time), stamped with [`RULES_VERSION`].
     /// Fails only if the generated JSON and this crate's schema disagree.
+    #[cfg(orderlane_built)]
     pub fn builtin() -> Result<Matrix, MatrixError> {
         let mut m: Matrix = serde_json::from_str(BUILTIN_JSON)
             .map_err(|e| MatrixError::new(format!("built-in matrix JSON: {e}")))?;
@@ -170,6 +187,7 @@ fn fallback_lane() -> &'static Lane {
             country_mismatch: true,
             email_velocity: None,
         },
+        wins_over: Vec::new(),
     })
 }
 
@@ -234,6 +252,10 @@ pub(crate) mod tests {
             ("refuse_po_box = true", "refuse_po_box = true\nrefuse_po_box = true", "refuse_po_box = true", 2, "duplicate"),
             ("require_verdict = false\nverdict_timeout_minutes = 60", "require_verdit = false\nverdict_timeout_minutes = 60", "require_verdit", 1, "unknown field"),
             ("backlog_threshold = 300", "backlog_threshold = 300\n[lanes.match]\ncurrency = [\"USD\"]", "[lanes.match]", 4, "has no match"),
+            ("wins_over = [\"eu\"]", "wins_over = [\"pos\"]", "wins_over = [\"pos\"]", 1, "not a lane listed below"),
+            ("wins_over = [\"eu\"]", "wins_over = [\"default\"]", "wins_over = [\"default\"]", 1, "default never competes"),
+            ("wins_over = [\"eu\"]", "wins_over = [\"emea\"]", "wins_over = [\"emea\"]", 1, "no lane named \"emea\""),
+            ("wins_over = [\"eu\"]", "wins_over = [\"eu\", \"eu\"]", "wins_over = [\"eu\", \"eu\"]", 1, "named twice"),
         ];
         for (from, to, needle, nth, words) in cases {
             assert!(SHIPPED.contains(from), "fixture edit {from:?} no longer applies");

@@ -6,6 +6,7 @@ mod alerts;
 mod attempts;
 mod orders;
 mod privacy;
+mod shopify;
 mod stock;
 
 pub use alerts::DeadLetterSeen;
@@ -14,6 +15,7 @@ pub use orders::{
     DecisionCols, Guess, LeaseOp, Lifecycle, OrderCols, OrderReads, OrderRow, OrderWrite, ReadPlan,
     StockGuess,
 };
+pub use shopify::{Run, MIRROR_GRACE_MS};
 
 use std::cell::Cell;
 
@@ -233,6 +235,10 @@ impl Store {
             "UPDATE submission_attempts SET error = COALESCE('HTTP ' || http_status, outcome) WHERE shop = ?1 AND error IS NOT NULL",
             "UPDATE cancel_attempts SET error = COALESCE('HTTP ' || http_status, outcome) WHERE shop = ?1 AND error IS NOT NULL",
             "DELETE FROM privacy_requests WHERE shop = ?1",
+            "DELETE FROM shopify_holds WHERE shop = ?1",
+            "DELETE FROM shopify_fulfillment_orders WHERE shop = ?1",
+            "DELETE FROM shopify_sync WHERE shop = ?1",
+            "DELETE FROM shopify_sync_runs WHERE shop = ?1",
         ] {
             out.push(self.stmt(sql, &[s(shop)])?);
         }
@@ -408,6 +414,31 @@ fn param(p: &crate::core::query::Param) -> JsValue {
     }
 }
 
+/// What orderlane keeps Shopify showing for an order (`shopify_holds`), for the order view.
+#[derive(Debug, serde::Deserialize)]
+pub struct ShopifyOut {
+    pub desired: String,
+    pub reason: Option<String>,
+    pub version: i64,
+    pub done_version: i64,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub updated_ms: i64,
+    pub fulfillment_orders: Option<String>,
+}
+
+impl ShopifyOut {
+    fn into_json(self) -> serde_json::Value {
+        let fos: serde_json::Value =
+            self.fulfillment_orders.as_deref().and_then(|f| serde_json::from_str(f).ok()).unwrap_or_default();
+        serde_json::json!({
+            "desired": self.desired, "reason": self.reason, "in_place": self.done_version >= self.version,
+            "attempts": self.attempts, "last_error": self.last_error, "updated_ms": self.updated_ms,
+            "fulfillment_orders": fos,
+        })
+    }
+}
+
 /// One audit row as the API returns it.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct AuditOut {
@@ -554,9 +585,20 @@ impl Store {
             .all()
             .await?
             .results()?;
+        let shopify: Option<serde_json::Value> = self
+            .stmt(
+                "SELECT desired, reason, version, done_version, attempts, last_error, updated_ms, \
+                 (SELECT json_group_array(json_object('id', fulfillment_order_id, 'orderlane_hold', hold_id)) \
+                  FROM shopify_fulfillment_orders f WHERE f.shop = h.shop AND f.order_id = h.order_id) AS fulfillment_orders \
+                 FROM shopify_holds h WHERE shop = ?1 AND order_id = ?2",
+                &key,
+            )?
+            .first::<ShopifyOut>(None)
+            .await?
+            .map(ShopifyOut::into_json);
         Ok(Some(serde_json::json!({
             "order": row, "timeline": timeline, "deliveries": deliveries,
-            "submission_attempts": attempts, "dead_letters": dead,
+            "submission_attempts": attempts, "dead_letters": dead, "shopify_hold": shopify,
         })))
     }
 }

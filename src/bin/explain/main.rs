@@ -1,25 +1,60 @@
-//! `explain`: show how orderlane would route one order, through the same
+//! `explain`: orderlane's rules, run with no side effects through the same
 //! `routing::decide` the Worker calls. Reads files, prints, changes nothing.
 //!
 //! ```text
-//! cargo run --bin explain -- order.json [--risk high|medium|low|none|pending]
-//!     [--stock stock.json] [--mode auto|lane=auto,other=manual] [--matrix rules/matrix.toml]
+//! explain ORDER.json [--risk high|medium|low|none|pending] [--stock stock.json]
+//!     [--mode auto|lane=auto,other=manual] [--matrix rules/matrix.toml]
 //!     [--email-orders N] [--now 2026-04-01T10:00:00Z] [--shop x.myshopify.com] [--json]
+//! explain replay CORPUS... --baseline OLD.toml --candidate NEW.toml [--max-changed 2%]
+//!     [--max-transition 'FROM->TO=N|P%']... [--after MINUTES | --now RFC3339] [--risk LEVEL]
+//!     [--stock FILE] [--shop DOMAIN] [--changed-only] [--json]
+//! explain test [--matrix FILE] [--cases rules/tests.toml]
+//! explain lint [--matrix FILE] [--deny]
+//! explain intake [--matrix FILE]
 //! ```
 //!
-//! The stock file is the `PUT /admin/stock` body: `[{"sku": "A-1", "available": 3}, ...]`.
+//! The stock file is the `PUT /admin/stock` body: `[{"sku": "A-1", "available": 3}, ...]`
+//! (or a `wrangler d1 execute --json` export of `SELECT sku, available FROM stock`).
 //! Without `--matrix` the matrix built into the binary is used; without `--mode` each
 //! lane's `default_mode` applies (as when KV holds no flag); without `--now`, the clock.
+//! Exit status: 0, 1 when a replay gate, a case or `lint --deny` fails, 2 on bad input.
+
+#[cfg(not(target_arch = "wasm32"))]
+mod replay;
+#[cfg(not(target_arch = "wasm32"))]
+mod tools;
+
+const USAGE: &str = "usage: explain ORDER.json [--risk LEVEL] [--stock FILE] [--mode MODE|LANE=MODE,...] [--matrix FILE] [--email-orders N] [--now RFC3339] [--shop DOMAIN] [--json]
+       explain replay CORPUS... --baseline FILE --candidate FILE [--max-changed N|P%] [--max-transition FROM->TO=N|P%]... [--after MIN | --now RFC3339] [--risk LEVEL] [--stock FILE] [--shop DOMAIN] [--changed-only] [--json]
+       explain test [--matrix FILE] [--cases FILE]
+       explain lint [--matrix FILE] [--deny]
+       explain intake [--matrix FILE]";
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
-    match cli::run(std::env::args().skip(1).collect()) {
-        Ok(text) => print!("{text}"),
+    match dispatch(std::env::args().skip(1).collect()) {
+        Ok((text, code)) => {
+            print!("{text}");
+            std::process::exit(code);
+        }
         Err(msg) => {
             eprintln!("explain: {msg}");
-            eprintln!("usage: explain ORDER.json [--risk LEVEL] [--stock FILE] [--mode MODE|LANE=MODE,...] [--matrix FILE] [--email-orders N] [--now RFC3339] [--shop DOMAIN] [--json]");
+            eprintln!("{USAGE}");
             std::process::exit(2);
         }
+    }
+}
+
+/// Runs a subcommand: its output and exit status, or a usage error.
+#[cfg(not(target_arch = "wasm32"))]
+fn dispatch(argv: Vec<String>) -> Result<(String, i32), String> {
+    let rest = argv.iter().skip(1).cloned().collect();
+    match argv.first().map(String::as_str) {
+        Some("replay") => replay::run(rest),
+        Some("test") => tools::test(rest),
+        Some("lint") => tools::lint(rest),
+        Some("intake") => tools::intake(rest),
+        _ => cli::run(argv).map(|t| (t, 0)),
     }
 }
 
@@ -103,20 +138,27 @@ mod cli {
         Ok(a)
     }
 
-    fn read(path: &str) -> Result<Vec<u8>, String> {
+    pub fn read(path: &str) -> Result<Vec<u8>, String> {
         std::fs::read(path).map_err(|e| format!("{path}: {e}"))
     }
 
     /// `[{"sku": "...", "available": N}]` → map; duplicate or blank SKUs are errors.
-    pub(crate) fn parse_stock(bytes: &[u8]) -> Result<BTreeMap<String, i64>, String> {
+    pub fn parse_stock(bytes: &[u8]) -> Result<BTreeMap<String, i64>, String> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Row {
             sku: String,
             available: i64,
         }
-        let rows: Vec<Row> = serde_json::from_slice(bytes)
-            .map_err(|e| format!("expected [{{\"sku\": \"...\", \"available\": N}}, ...]: {e}"))?;
+        let shape =
+            |e: serde_json::Error| format!("expected [{{\"sku\": \"...\", \"available\": N}}, ...]: {e}");
+        // A `wrangler d1 execute --json` export of the stock table is read too.
+        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(shape)?;
+        let v = match v.get(0).and_then(|s| s.get("results")) {
+            Some(rows) => rows.clone(),
+            None => v,
+        };
+        let rows: Vec<Row> = serde_json::from_value(v).map_err(shape)?;
         let mut stock = BTreeMap::new();
         for r in rows {
             let sku = r.sku.trim().to_string();
@@ -278,6 +320,10 @@ mod cli {
             assert!(parse_stock(br#"{"A":1}"#).is_err());
             assert!(parse_stock(br#"[{"sku":"A","available":1.5}]"#).is_err());
             assert!(parse_stock(br#"[{"sku":"","available":1}]"#).is_err());
+            // A `wrangler d1 execute --json` export of the stock table reads the same.
+            let export = br#"[{"results":[{"sku":"A","available":3},{"sku":"B","available":0}],"success":true,"meta":{}}]"#;
+            let s = parse_stock(export).unwrap();
+            assert_eq!((s.get("A"), s.get("B")), (Some(&3), Some(&0)));
         }
     }
 }
