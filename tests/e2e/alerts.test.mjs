@@ -12,7 +12,6 @@ import { verifyOrderlaneSignature } from '../support/fake-downstream.mjs';
 
 const ORIGIN = 'https://orderlane.example.com';
 const HOUR = 3_600_000;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const send = (stack, raw, topic = 'orders/create') => deliver(stack.url, raw, { secret: SECRET, shop: SHOP, topic });
 const stateOf = async (stack, id) => {
