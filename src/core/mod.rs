@@ -2,6 +2,7 @@
 //! tested natively; "now" is always a parameter.
 
 pub mod admin;
+pub mod alerts;
 pub mod apply;
 pub mod console;
 pub mod fulfilment;

@@ -81,11 +81,15 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
         (Method::Get, ["segments", segment, "kpis"]) => gates::get_kpis(&req, &store, segment).await,
         (Method::Get, ["segments", segment, "report"]) => gates::get_report(&req, env, &store, segment).await,
         (Method::Post, ["gates", "evaluate"]) => gates::post_evaluate(&mut req, env, &store, &op).await,
+        (Method::Get, ["alerts"]) => super::alerts::get_alerts(&store).await,
+        (Method::Post, ["alerts", "test"]) => super::alerts::post_test(&mut req, env, &op).await,
         (_, ["segments", _, "baseline"])
         | (_, ["segments", _, "baseline", "capture"])
         | (_, ["segments", _, "kpis"])
         | (_, ["segments", _, "report"])
-        | (_, ["gates", "evaluate"]) => {
+        | (_, ["gates", "evaluate"])
+        | (_, ["alerts"])
+        | (_, ["alerts", "test"]) => {
             error(405, "method_not_allowed", "this endpoint does not accept that method")
         }
         (_, ["stock"])

@@ -1,7 +1,7 @@
 //! One context per event: the bindings, the settings (parsed once per isolate), the route
 //! matrix and the lane-mode rule. Handlers take an `&Edge` and never reach into `Env` themselves.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::OnceLock;
 
 use worker::{Date, Env, Queue};
@@ -10,6 +10,7 @@ use super::config;
 use super::flags::{Flag, Flags};
 use super::memo;
 use super::store::Store;
+use crate::core::alerts::{AlertConfig, Message};
 use crate::core::lifecycle::{self, KvMode};
 use crate::core::rules::Matrix;
 
@@ -34,6 +35,11 @@ pub struct Settings {
     pub email_key: Vec<u8>,
     /// How long raw bodies are kept (`BODY_RETENTION_DAYS`, default 30).
     pub body_retention_ms: i64,
+    /// `ALERT_URL`, `ALERT_FORMAT`, `CONSOLE_ORIGIN` and the alert thresholds.
+    pub alerts: AlertConfig,
+    /// Local stacks only (`ALLOW_CLOCK_OVERRIDE=1`): a scheduled run's time stands for "now"
+    /// where the cron measures ages, and admin evaluations accept a `now`.
+    pub allow_clock_override: bool,
     /// The Shopify Admin API: credentials and limits.
     pub shopify: ShopifySettings,
 }
@@ -113,6 +119,8 @@ impl Settings {
                 .filter(|d| d.is_finite() && *d >= 0.0 && *d <= 3650.0)
                 .map(|d| (d * 86_400_000.0) as i64)
                 .unwrap_or(DEFAULT_RETENTION_DAYS * 86_400_000),
+            alerts: AlertConfig::from_vars(|name| config::text(env, name)),
+            allow_clock_override: config::text(env, "ALLOW_CLOCK_OVERRIDE").as_deref() == Some("1"),
             shopify: ShopifySettings::from_env(env),
             email_key: crate::core::order::email_hash_key(
                 config::text(env, "EMAIL_HASH_KEY").as_deref(),
@@ -140,6 +148,8 @@ pub struct Edge {
     pub settings: &'static Settings,
     /// KV reads this event made (reported with D1's round trips in `Server-Timing`).
     pub kv_reads: Cell<u32>,
+    /// Alert messages raised during this event, sent once it is done (`wait_until`).
+    alerts_out: RefCell<Vec<Message>>,
 }
 
 impl Edge {
@@ -152,7 +162,22 @@ impl Edge {
             queue: env.queue(config::FULFILMENT_QUEUE).ok(),
             settings: settings(env),
             kv_reads: Cell::new(0),
+            alerts_out: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Keeps a queued alert message to send after the event's work.
+    pub fn queue_alert(&self, m: Message) {
+        self.alerts_out.borrow_mut().push(m);
+    }
+
+    pub fn has_queued_alerts(&self) -> bool {
+        !self.alerts_out.borrow().is_empty()
+    }
+
+    /// The alert messages queued during this event.
+    pub fn take_alerts(&self) -> Vec<Message> {
+        std::mem::take(&mut *self.alerts_out.borrow_mut())
     }
 
     pub fn matrix(&self) -> Result<&'static Matrix, String> {

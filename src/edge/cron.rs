@@ -15,10 +15,14 @@ const GRACE_MS: i64 = 60_000;
 /// Writes per step and run: D1 allows 1,000 queries per invocation; the rest waits a run.
 const STEP_LIMIT: i64 = 200;
 
-pub async fn run(edge: &Edge, env: &worker::Env) {
+/// `scheduled_ms`: the run's scheduled time. On a local stack with `ALLOW_CLOCK_OVERRIDE=1`
+/// (`/__scheduled?cron=...&time=<ms>`) the alert step measures exception ages at it.
+pub async fn run(edge: &Edge, env: &worker::Env, scheduled_ms: i64) {
     let now = now_ms();
+    let clock = if edge.settings.allow_clock_override && scheduled_ms > 0 { scheduled_ms } else { now };
     // Each step runs to completion whatever the others did; a step reports its own failure.
-    let steps: [(&str, StepResult); 7] = [
+    // Alerts come last, so they see what the other steps did.
+    let steps: [(&str, StepResult); 8] = [
         ("sweep_timeouts", sweep_timeouts(edge, now).await),
         ("requeue_overdue", requeue_overdue(edge, now).await),
         ("shopify_mirrors", super::shopify::requeue_mirrors(edge, now).await),
@@ -26,6 +30,7 @@ pub async fn run(edge: &Edge, env: &worker::Env) {
         ("purge_bodies", purge_bodies(edge, now).await),
         ("shopify_reconcile", super::shopify::reconcile(edge, env, now).await),
         ("shopify_health", shopify_health(edge, env, now).await),
+        ("alerts", super::alerts::cron_step(edge, now, clock).await),
     ];
     for (name, result) in steps {
         match result {

@@ -266,6 +266,9 @@ async fn finish(edge: &Edge, msg: &QueueMessage, lease: &str, sent: &Sent) -> Re
         match record(edge, msg, lease, sent).await {
             Ok(follow) => {
                 follow_up(edge, msg, follow).await;
+                if transient_submission(msg, sent) {
+                    super::alerts::after_transient_failure(edge, now_ms()).await;
+                }
                 return Ok(Disposition::Ack);
             }
             Err(e) => last = format!("{e:?}"),
@@ -275,6 +278,13 @@ async fn finish(edge: &Edge, msg: &QueueMessage, lease: &str, sent: &Sent) -> Re
     // which case the lease simply runs out).
     let _ = edge.store.free_lease(&msg.shop, &msg.order_id, lease).await;
     Err(Retry(last))
+}
+
+/// A submission the warehouse did not answer, or answered with a retryable failure: what
+/// the "warehouse failing" alert counts.
+fn transient_submission(msg: &QueueMessage, sent: &Sent) -> bool {
+    msg.kind == RequestKind::Submit
+        && matches!(sent, Sent::Answer(o) if matches!(retry::classify(o, now_ms()), Class::Transient { .. }))
 }
 
 /// What to send after the answer is recorded.

@@ -2,14 +2,11 @@
 //! per-lane rollback and the report. The arithmetic is `core::kpi` and `core::gates`; this
 //! module reads D1 and KV, applies what `core::gates::evaluate` decides, and answers HTTP.
 
-use std::time::Duration;
-
-use futures_util::future::{select, Either};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use wasm_bindgen::JsValue;
-use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{Env, Request, Response};
 
+use super::alerts::{self, Alerts};
 use super::api::{answer, body, now_ms, query_pairs, ApiError, Operator};
 use super::api::{error, json, unavailable};
 use super::config;
@@ -26,8 +23,6 @@ use crate::core::kpi::{self, DAY_MS};
 use crate::core::rules::Lane;
 use crate::core::types::Mode;
 
-/// How long the alert POST may take; an alert that cannot be sent is logged, never fatal.
-const ALERT_TIMEOUT_MS: u64 = 5_000;
 /// Widest window the KPI endpoint and a capture accept.
 const MAX_WINDOW_MS: i64 = 92 * DAY_MS;
 
@@ -164,7 +159,7 @@ pub struct LaneRun {
 pub async fn evaluate_lane(
     store: &Store,
     flags: &Flags,
-    alert_url: Option<&str>,
+    alerter: &Alerts<'_>,
     lane: &Lane,
     at: Option<i64>,
     trigger: &Trigger<'_>,
@@ -236,16 +231,22 @@ pub async fn evaluate_lane(
     } else {
         super::memo::noted(&lane.name, Mode::Manual, now_real);
     }
-    let alert_status = match (e.alert, alert_url) {
-        (false, _) => None,
-        (true, None) => Some("no_alert_url".to_string()),
-        (true, Some(url)) => Some(match e.alert_payload() {
-            Some(payload) => send_alert(url, &payload).await,
-            None => "failed: nothing to send".to_string(),
-        }),
+    let alert_status = match (e.alert, e.alert_payload()) {
+        (true, Some(payload)) => {
+            let observed = rb.numbers.get("observed").map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+            let limit = rb.numbers.get("limit").map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+            let title = format!("Lane {} rolled back to manual: gate {} failed", lane.name, rb.gate.as_str());
+            let text = format!(
+                "{} (observed {observed}, limit {limit}). New orders of the lane are held for a person until it is \
+                 released again; orders already submitted are untouched.",
+                rb.gate.title()
+            );
+            Some(alerts::gate_failed(alerter, &lane.name, released, &title, &text, payload, now_real).await)
+        }
+        _ => None,
     };
     if let Some(st) = &alert_status {
-        if st.starts_with("failed") {
+        if !(st == "sent" || st == "no_alert_url") {
             worker::console_error!("gates: alert for {} {st}", lane.name);
         }
         if let Err(err) = store.set_alert_status(&lane.name, released, st).await {
@@ -264,39 +265,12 @@ pub async fn evaluate_lane(
     })
 }
 
-/// POSTs the alert JSON; answers `sent` or `failed: <why>`.
-async fn send_alert(url: &str, payload: &Value) -> String {
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&payload.to_string())));
-    let req = match Request::new_with_init(url, &init) {
-        Ok(r) => r,
-        Err(e) => return format!("failed: bad ALERT_URL: {e}"),
-    };
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let call = async move { Fetch::Request(req).send_with_signal(&signal).await.map(|r| r.status_code()) };
-    let timer = Delay::from(Duration::from_millis(ALERT_TIMEOUT_MS));
-    match select(Box::pin(call), Box::pin(timer)).await {
-        Either::Left((Ok(code), _)) if (200..300).contains(&code) => "sent".into(),
-        Either::Left((Ok(code), _)) => format!("failed: HTTP {code}"),
-        Either::Left((Err(e), _)) => format!("failed: {e}"),
-        Either::Right(_) => {
-            controller.abort();
-            "failed: timeout".into()
-        }
-    }
-}
-
 /// Every lane in the matrix, each evaluated on its own: one lane's failure is reported and
 /// the others still run.
 async fn evaluate_lanes(
     store: &Store,
     flags: &Flags,
-    alert_url: Option<&str>,
+    alerter: &Alerts<'_>,
     lanes: &[&Lane],
     at: Option<i64>,
     trigger: &Trigger<'_>,
@@ -304,9 +278,7 @@ async fn evaluate_lanes(
     let mut out = Vec::with_capacity(lanes.len());
     for lane in lanes {
         out.push(
-            evaluate_lane(store, flags, alert_url, lane, at, trigger)
-                .await
-                .map_err(|e| (lane.name.clone(), e)),
+            evaluate_lane(store, flags, alerter, lane, at, trigger).await.map_err(|e| (lane.name.clone(), e)),
         );
     }
     out
@@ -317,9 +289,9 @@ pub async fn cron_step(env: &Env, store: &Store) -> Result<String, String> {
     let m = matrix()?;
     let kv = env.kv(config::FLAGS).map_err(|e| format!("FLAGS binding: {e}"))?;
     let flags = Flags::new(kv);
-    let alert_url = config::text(env, "ALERT_URL");
+    let alerter = Alerts { store, settings: super::context::settings(env) };
     let lanes: Vec<&Lane> = m.lanes.iter().collect();
-    let runs = evaluate_lanes(store, &flags, alert_url.as_deref(), &lanes, None, &Trigger::Cron).await;
+    let runs = evaluate_lanes(store, &flags, &alerter, &lanes, None, &Trigger::Cron).await;
     let mut failed = false;
     let parts: Vec<String> = runs
         .into_iter()
@@ -391,9 +363,8 @@ async fn post_evaluate_inner(
         },
     };
     let flags = flags(env)?;
-    let alert_url = config::text(env, "ALERT_URL");
-    let runs =
-        evaluate_lanes(store, &flags, alert_url.as_deref(), &lanes, at, &Trigger::User(&op.actor)).await;
+    let alerter = Alerts { store, settings: super::context::settings(env) };
+    let runs = evaluate_lanes(store, &flags, &alerter, &lanes, at, &Trigger::User(&op.actor)).await;
     let mut results = Vec::with_capacity(runs.len());
     let mut errors = 0;
     for r in runs {

@@ -2,6 +2,7 @@
 //! every decision it executes comes from `crate::core`.
 
 mod admin;
+mod alerts;
 mod api;
 mod config;
 mod console;
@@ -35,10 +36,16 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 /// Both queues land here; every message is acked or retried inside, so this never fails.
+/// Alerts raised while handling the batch are sent after it, without holding it up.
 #[event(queue)]
-async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
     match context::Edge::new(&env) {
-        Some(edge) => fulfil::consume(batch, &edge).await,
+        Some(edge) => {
+            fulfil::consume(batch, &edge).await;
+            if edge.has_queued_alerts() {
+                ctx.wait_until(async move { alerts::send_queued(&edge).await });
+            }
+        }
         None => {
             worker::console_error!("D1 binding missing: retrying batch");
             batch.retry_all();
@@ -48,9 +55,14 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
 }
 
 #[event(scheduled)]
-async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     match context::Edge::new(&env) {
-        Some(edge) => cron::run(&edge, &env).await,
+        Some(edge) => {
+            cron::run(&edge, &env, event.schedule() as i64).await;
+            if edge.has_queued_alerts() {
+                ctx.wait_until(async move { alerts::send_queued(&edge).await });
+            }
+        }
         None => worker::console_error!("cron: D1 binding missing; nothing ran"),
     }
 }

@@ -14,7 +14,8 @@ const released = {};
 
 before(async () => {
   // ALLOW_CLOCK_OVERRIDE lets POST /admin/gates/evaluate judge a release 25 h or 73 h later.
-  stack = await startStack({ vars: { RETRY_DELAY_SCALE: '0.001', FULFILMENT_TIMEOUT_MS: '2000', ALLOW_CLOCK_OVERRIDE: '1' } });
+  // ALERT_FORMAT=json: the gate alert's numbers arrive as data (tests/e2e/alerts covers Slack).
+  stack = await startStack({ vars: { RETRY_DELAY_SCALE: '0.001', FULFILMENT_TIMEOUT_MS: '2000', ALLOW_CLOCK_OVERRIDE: '1', ALERT_FORMAT: 'json' } });
   const stock = await admin(stack, 'PUT', '/stock', [{ sku: 'SKU-STD', available: 100000 }]);
   assert.equal(stock.status, 200, JSON.stringify(stock.body));
   // The warehouse refuses every order of the default lane (400: permanent, dead-lettered at once).
@@ -29,7 +30,8 @@ const stateOf = async (id) => {
   const o = r.body.order;
   return o.reason ? `${o.state}/${o.reason}` : o.state;
 };
-const alerts = () => stack.fake.requests.filter((q) => q.path === '/alerts');
+// Gate alerts only: the same cron also announces the dead letters these tests create.
+const alerts = () => stack.fake.requests.filter((q) => q.path === '/alerts' && q.json?.kind === 'gate_failed');
 const fireCron = async () => {
   const r = await fetch(`${stack.url}/__scheduled?cron=*/15+*+*+*+*`);
   assert.equal(r.status, 200, await r.text());
@@ -128,10 +130,16 @@ test('a lane failing gate A is rolled back by the cron: KV manual, audited, aler
 
   const got = await eventually(() => alerts().length > 0 && alerts(), { what: 'the alert POST' });
   assert.equal(got.length, 1);
-  assert.equal(got[0].json.lane, 'default');
-  assert.equal(got[0].json.gate, 'A');
-  assert.equal(got[0].json.actor, 'system:gates');
-  assert.equal(got[0].json.numbers.observed, 2);
+  assert.equal(got[0].signatureValid, true);
+  assert.equal(got[0].json.kind, 'gate_failed');
+  assert.equal(got[0].json.incidents[0], `gate_failed:default:${released.default}`);
+  assert.equal(got[0].json.title, 'Lane default rolled back to manual: gate A failed');
+  assert.equal(got[0].json.link, '/console/lanes/default');
+  const d = got[0].json.details;
+  assert.equal(d.lane, 'default');
+  assert.equal(d.gate, 'A');
+  assert.equal(d.actor, 'system:gates');
+  assert.equal(d.numbers.observed, 2);
 
   // Other lanes are untouched and not flipped.
   assert.equal(await stack.kvGet('segment:pos:mode'), 'auto');

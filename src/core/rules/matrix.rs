@@ -25,6 +25,15 @@ pub struct Matrix {
     pub rules_version: String,
 }
 
+/// A lane's exception SLA when the matrix gives none: 4 hours.
+pub const DEFAULT_SLA_MINUTES: u32 = 240;
+/// The longest SLA accepted: 30 days.
+pub const MAX_SLA_MINUTES: u32 = 60 * 24 * 30;
+
+fn default_sla_minutes() -> u32 {
+    DEFAULT_SLA_MINUTES
+}
+
 /// One segment of orders and the policy its orders are routed by. Its `name` is the
 /// segment in KV (`segment:<name>:mode`) and in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +44,10 @@ pub struct Lane {
     pub default_mode: Mode,
     /// Backlog size above which a later gate may flip the segment to manual.
     pub backlog_threshold: u32,
+    /// Minutes an order may wait in the exception queue (`hold`, `fraud-check`) before the
+    /// lane's SLA alert fires. Optional; [`DEFAULT_SLA_MINUTES`] when absent.
+    #[serde(default = "default_sla_minutes")]
+    pub sla_minutes: u32,
     /// Conditions an order must meet (all of them) to fall into this lane.
     #[serde(rename = "match", default)]
     pub matches: LaneMatch,
@@ -320,6 +333,9 @@ impl Matrix {
             }
             if lane.backlog_threshold == 0 {
                 return err("backlog_threshold", "must be at least 1".into());
+            }
+            if lane.sla_minutes == 0 || lane.sla_minutes > MAX_SLA_MINUTES {
+                return err("sla_minutes", format!("must be between 1 and {MAX_SLA_MINUTES} (30 days)"));
             }
         }
         // Names are checked once every lane is known to be well formed.

@@ -2,12 +2,14 @@
 //! and a `StoreError` that tells a lost race (a unique key refused the write) from storage
 //! being unavailable.
 
+mod alerts;
 mod attempts;
 mod orders;
 mod privacy;
 mod shopify;
 mod stock;
 
+pub use alerts::DeadLetterSeen;
 pub use attempts::{AttemptEnd, DeadLetter};
 pub use orders::{
     DecisionCols, Guess, LeaseOp, Lifecycle, OrderCols, OrderReads, OrderRow, OrderWrite, ReadPlan,
