@@ -45,10 +45,28 @@ type StepResult = Result<String, String>;
 /// Webhook subscriptions and quiet shops: each open incident is reported.
 async fn shopify_health(edge: &Edge, env: &worker::Env, now: i64) -> StepResult {
     let (incidents, shops) = super::shopify::health(edge, env, now).await;
+    let mut alerted = 0;
     for i in &incidents {
         worker::console_error!("{}: {}", i.title, i.text);
+        let kind = i.key.split(':').next().unwrap_or_default();
+        match super::alerts::raise(edge, kind, &i.key, &i.title, &i.text, None).await {
+            Ok(true) => alerted += 1,
+            Ok(false) => {}
+            Err(e) => worker::console_error!("shopify health: alert for {} not recorded: {e}", i.key),
+        }
     }
-    Ok(format!("{} shops checked, {} incidents open", shops.len(), incidents.len()))
+    // What is fine again is cleared: a recurrence alerts anew.
+    for shop in &shops {
+        for kind in super::shopify::HEALTH_KINDS {
+            let key = format!("{kind}:{shop}");
+            if !incidents.iter().any(|i| i.key == key) {
+                if let Err(e) = super::alerts::clear(edge, &key).await {
+                    worker::console_error!("shopify health: clearing {key} failed: {e}");
+                }
+            }
+        }
+    }
+    Ok(format!("{} shops checked, {} incidents open, {alerted} alerted", shops.len(), incidents.len()))
 }
 
 /// Puts orders whose next attempt is overdue (their message was lost: a failed send, a

@@ -722,6 +722,9 @@ async fn feed(
     }
 }
 
+/// The incident kinds of the webhook health check (keys `<kind>:<shop>`).
+pub const HEALTH_KINDS: [&str; 2] = ["webhook_missing", "shop_quiet"];
+
 /// A problem the webhook health check found for a shop.
 pub struct Incident {
     /// Stable per incident: `webhook_missing:<shop>` or `shop_quiet:<shop>`.

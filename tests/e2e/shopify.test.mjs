@@ -267,11 +267,32 @@ test('an order held at an older version is brought up to date by the cron', asyn
   await api.waitPosts(o.id, 1);
 });
 
-test('the health check finds the missing subscriptions of a shop on a static token', async () => {
+test('a missing subscription raises one alert; registering it clears the incident', async () => {
+  const missingAlerts = () => stack.fake.requests.filter((r) => r.path.startsWith('/alerts')
+    && JSON.stringify(r.json ?? r.body ?? '').includes('webhook subscriptions missing'));
   await api.fireCron();
   const [run] = await stack.sql(`SELECT * FROM shopify_sync_runs WHERE kind = 'health' ORDER BY id DESC LIMIT 1`);
   assert.match(run.detail, /missing subscriptions: orders\/create/);
   assert.equal(shopify.ops('OrderlaneSubscriptions').at(-1).token, 'shpat_e2e');
+  const [alert] = await eventually(() => missingAlerts().length > 0 && missingAlerts(), { what: 'the subscription alert' });
+  assert.match(JSON.stringify(alert.json), /orders\/create/);
+  // The same incident on the next runs: no second alert.
+  await api.fireCron();
+  await api.fireCron();
+  await sleep(1000);
+  assert.equal(missingAlerts().length, 1, 'one alert per incident');
+  const open = await stack.sql("SELECT key FROM alert_incidents WHERE key LIKE 'webhook_missing:%' AND state = 'open'");
+  assert.equal(open.length, 1, JSON.stringify(open));
+  // Registered: the incident clears.
+  for (const topic of ['ORDERS_CREATE', 'ORDERS_UPDATED', 'ORDERS_PAID', 'ORDERS_CANCELLED', 'ORDERS_FULFILLED',
+    'ORDERS_PARTIALLY_FULFILLED', 'ORDERS_RISK_ASSESSMENT_CHANGED', 'FULFILLMENT_ORDERS_PLACED_ON_HOLD',
+    'FULFILLMENT_ORDERS_HOLD_RELEASED']) {
+    shopify.subscriptions.push({ id: `gid://shopify/WebhookSubscription/${topic}`, topic, uri: 'https://w.example/webhooks/shopify' });
+  }
+  await api.fireCron();
+  const [after] = await stack.sql(`SELECT * FROM shopify_sync_runs WHERE kind = 'health' ORDER BY id DESC LIMIT 1`);
+  assert.doesNotMatch(after.detail ?? '', /missing/);
+  assert.deepEqual(await stack.sql("SELECT key FROM alert_incidents WHERE key LIKE 'webhook_missing:%' AND state = 'open'"), []);
 });
 
 test('a Dev Dashboard app: the client-credentials grant, one token reused until it expires', async () => {
@@ -296,6 +317,18 @@ test('a Dev Dashboard app: the client-credentials grant, one token reused until 
     assert.equal(cc.grants.length, 1, 'one grant, its token reused');
     assert.equal(cc.grants[0].client_id, 'e2e-client');
     assert.ok(cc.calls.every((c) => c.token && c.token.startsWith('shpat_cc_')));
+    // A shop that never delivered is quiet: one alert. Its subscriptions live in the app's
+    // configuration, so they are not checked through the API.
+    await api2.fireCron();
+    const quiet = () => s2.fake.requests.filter((r) => r.path.startsWith('/alerts')
+      && JSON.stringify(r.json).includes('second-shop.myshopify.com: no webhook'));
+    await eventually(() => quiet().length === 1, { what: 'the quiet-shop alert' });
+    await api2.fireCron();
+    await sleep(1000);
+    assert.equal(quiet().length, 1, 'one alert per incident');
+    assert.equal(cc.ops('OrderlaneSubscriptions').length, 0);
+    const open = await s2.sql("SELECT key FROM alert_incidents WHERE state = 'open' AND kind IN ('shop_quiet', 'webhook_missing')");
+    assert.deepEqual(open.map((r) => r.key), ['shop_quiet:second-shop.myshopify.com']);
   } finally {
     await s2.stop();
     await cc.close();
