@@ -8,4 +8,10 @@ fi
 export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$HOME/.cargo/bin/wasm-bindgen}"
 export ESBUILD_BIN="${ESBUILD_BIN:-$PWD/node_modules/.bin/esbuild}"
 export WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
-exec worker-build --release
+worker-build --release
+# worker-build's own wasm-opt pass keeps the function names section; a size pass on top drops
+# it and takes the module from about 1.55 MB to 1.30 MB (600 to 532 KB gzipped).
+if [ -x "$WASM_OPT_BIN" ] && [ -f build/index_bg.wasm ]; then
+  "$WASM_OPT_BIN" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals build/index_bg.wasm -o build/index_bg.wasm
+fi
