@@ -310,15 +310,7 @@ pub fn age_text(ms: i64) -> String {
 
 /// Percent-encodes one path segment (shop domains and ids pass unchanged).
 pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    super::query::percent_encode(s)
 }
 
 pub fn order_path(shop: &str, order_id: &str) -> String {

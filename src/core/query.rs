@@ -260,9 +260,30 @@ pub fn dead_letter_conditions(pairs: &Pairs) -> Result<(Vec<String>, Vec<Param>)
     Ok((conds, params))
 }
 
+/// Percent-encodes everything but the unreserved characters (RFC 3986): a path segment, a
+/// query value or a form field.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved_characters() {
+        assert_eq!(percent_encode("shop.myshopify.com"), "shop.myshopify.com");
+        assert_eq!(percent_encode("a b/c?d=e&f%"), "a%20b%2Fc%3Fd%3De%26f%25");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+    }
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

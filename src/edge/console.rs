@@ -11,6 +11,7 @@ use super::config;
 use super::store::{AuditRow, Store};
 use crate::core::admin::{actor, AdminTokens};
 use crate::core::console::{self as rules, Page, Session, SessionError};
+use crate::core::query::percent_encode as percent;
 
 const SHELL: &str = include_str!("../../console/shell.html");
 const CSS: &str = include_str!("../../console/console.css");
@@ -175,16 +176,6 @@ fn show(req: &Request, env: &Env, page: Page) -> Response {
         }
         None => redirect("/console/sign-in?why=unconfigured"),
     }
-}
-
-/// Percent-encodes everything but unreserved characters (for a query value).
-fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,7 @@ use worker::{Message, MessageExt, QueueRetryOptionsBuilder};
 use super::context::{now_ms, random_unit, Edge};
 use super::outbound;
 use super::store::{AuditRow, DeadLetter, StoreError};
+use crate::core::query::percent_encode as form_encode;
 use crate::core::retry::{self, Outcome};
 use crate::core::shopify::{self as sh, Answer, Desired, Plan};
 use crate::core::types::Reason;
@@ -71,15 +72,6 @@ async fn token(edge: &Edge, shop: &str) -> Result<String, Answer> {
         (500..=599, _) => Err(Answer::Transient(format!("token grant: http_{code}"))),
         _ => Err(Answer::Permanent(format!("token grant refused: http_{code}"))),
     }
-}
-
-fn form_encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// One GraphQL call to `shop`'s Admin API, bounded by `SHOPIFY_TIMEOUT_MS`.
