@@ -122,6 +122,24 @@ test('a 429 with Retry-After is honoured, and userErrors dead-letter the mirror 
   await eventually(() => holdsOf(o.id).every((h) => h.length === 1), { what: 'the hold placed after the re-drive' });
 });
 
+test('a server error is retried on the schedule; an order without fulfillment orders yet is tried again', async () => {
+  const o = orderJson({ zip: 'ABC' });
+  shopify.addOrder(o.raw, { fos: 0 });
+  shopify.failNext('error', { op: 'OrderlaneFulfillmentOrders', status: 503 });
+  await api.send(o.raw);
+  // 503, then no fulfillment orders yet: both transient, the mirror keeps trying.
+  await eventually(async () => {
+    const [row] = await stack.sql(`SELECT attempts, last_error FROM shopify_holds WHERE order_id = '${o.id}'`);
+    return row && row.attempts >= 2 && /no fulfillment orders yet/.test(row.last_error) && row;
+  }, { what: 'the mirror retrying' });
+  const fos = shopify.fulfillmentOrders(o.id);
+  fos.push({ id: 'gid://shopify/FulfillmentOrder/424242', status: 'OPEN', holds: [] });
+  await eventually(() => fos[0].holds.length === 1, { what: 'the hold once the fulfillment order exists' });
+  await mirrorDone(o.id);
+  assert.equal(mutations(o.id, 'OrderlaneHold').length, 1);
+  assert.deepEqual(await api.deadLetters(o.id), [], 'transient failures are not dead letters');
+});
+
 test('the Admin API is called with the token and the pinned version', () => {
   assert.ok(shopify.calls.length > 0);
   for (const c of shopify.calls) {
