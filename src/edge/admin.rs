@@ -221,19 +221,8 @@ async fn privacy_request(store: &Store, op: &Operator, id: &str) -> Result<Respo
     let detail = serde_json::json!({ "privacy_request": row.id });
     store
         .batch(vec![store.audit(&AuditRow {
-            at_ms: now_ms(),
             shop: Some(&row.shop),
-            order_id: None,
-            seq: None,
-            segment: None,
-            event: "privacy_request_viewed",
-            from_state: None,
-            to_state: None,
-            reason: None,
-            rule_id: None,
-            rules_version: None,
-            actor: &op.actor,
-            detail: &detail,
+            ..AuditRow::event(now_ms(), "privacy_request_viewed", &op.actor, &detail)
         })?])
         .await?;
     Ok(json(200, &serde_json::json!({ "request": row.to_json(), "holds": holdings })))

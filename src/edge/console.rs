@@ -189,21 +189,7 @@ fn store(env: &Env) -> Result<Store, ApiError> {
 
 async fn audit(store: &Store, name: &str, event: &str, detail: serde_json::Value) -> Result<(), ApiError> {
     let who = actor(name);
-    let row = AuditRow {
-        at_ms: now_ms(),
-        shop: None,
-        order_id: None,
-        seq: None,
-        segment: None,
-        event,
-        from_state: None,
-        to_state: None,
-        reason: None,
-        rule_id: None,
-        rules_version: None,
-        actor: &who,
-        detail: &detail,
-    };
+    let row = AuditRow::event(now_ms(), event, &who, &detail);
     store.batch(vec![store.audit(&row)?]).await?;
     Ok(())
 }

@@ -320,19 +320,8 @@ impl Store {
         )?;
         let detail = serde_json::json!({ "baseline": b, "note": note });
         let audit = self.audit(&AuditRow {
-            at_ms: b.recorded_at_ms,
-            shop: None,
-            order_id: None,
-            seq: None,
             segment: Some(lane),
-            event: "baseline_recorded",
-            from_state: None,
-            to_state: None,
-            reason: None,
-            rule_id: None,
-            rules_version: None,
-            actor,
-            detail: &detail,
+            ..AuditRow::event(b.recorded_at_ms, "baseline_recorded", actor, &detail)
         })?;
         self.batch(vec![insert, audit]).await?;
         let newest = self.baselines(lane, 1).await?.into_iter().next();
@@ -453,19 +442,5 @@ pub fn gates_audit<'a>(
     event: &'a str,
     detail: &'a serde_json::Value,
 ) -> AuditRow<'a> {
-    AuditRow {
-        at_ms,
-        shop: None,
-        order_id: None,
-        seq: None,
-        segment: Some(lane),
-        event,
-        from_state: None,
-        to_state: None,
-        reason: None,
-        rule_id: None,
-        rules_version: None,
-        actor: crate::core::gates::ACTOR,
-        detail,
-    }
+    AuditRow { segment: Some(lane), ..AuditRow::event(at_ms, event, crate::core::gates::ACTOR, detail) }
 }

@@ -298,19 +298,10 @@ fn audit(
     now: i64,
 ) -> Result<worker::D1PreparedStatement, StoreError> {
     edge.store.audit(&AuditRow {
-        at_ms: now,
         shop: Some(shop),
         order_id: Some(order_id),
-        seq: None,
-        segment: None,
-        event,
-        from_state: None,
-        to_state: None,
         reason,
-        rule_id: None,
-        rules_version: None,
-        actor: ACTOR,
-        detail,
+        ..AuditRow::event(now, event, ACTOR, detail)
     })
 }
 

@@ -297,6 +297,28 @@ pub struct StockRow {
     pub updated_by: String,
 }
 
+impl<'a> AuditRow<'a> {
+    /// A row that moves no order: an event by `actor`, with nothing else set (callers add
+    /// the shop, order, lane or reason with struct update syntax).
+    pub fn event(at_ms: i64, event: &'a str, actor: &'a str, detail: &'a serde_json::Value) -> AuditRow<'a> {
+        AuditRow {
+            at_ms,
+            shop: None,
+            order_id: None,
+            seq: None,
+            segment: None,
+            event,
+            from_state: None,
+            to_state: None,
+            reason: None,
+            rule_id: None,
+            rules_version: None,
+            actor,
+            detail,
+        }
+    }
+}
+
 impl Store {
     pub fn audit(&self, r: &AuditRow<'_>) -> StoreResult<D1PreparedStatement> {
         self.stmt(
@@ -388,21 +410,7 @@ impl Store {
             )?);
         }
         let detail = serde_json::json!({ "skus": rows.len(), "note": note });
-        statements.push(self.audit(&AuditRow {
-            at_ms: now_ms,
-            shop: None,
-            order_id: None,
-            seq: None,
-            segment: None,
-            event: "stock_loaded",
-            from_state: None,
-            to_state: None,
-            reason: None,
-            rule_id: None,
-            rules_version: None,
-            actor,
-            detail: &detail,
-        })?);
+        statements.push(self.audit(&AuditRow::event(now_ms, "stock_loaded", actor, &detail))?);
         self.batch(statements).await
     }
 }
