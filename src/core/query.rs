@@ -274,6 +274,32 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
+/// `scheme://host[:port]` of an absolute URL as the Fetch API serialises it (scheme and host
+/// already lower-case, a default port already dropped), which is what a browser sends in
+/// `Origin`. Read by hand so the Worker carries no URL parser.
+pub fn url_origin(url: &str) -> &str {
+    let Some(scheme_end) = url.find("://") else { return "" };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if rest[..authority_end].contains('@') {
+        // Credentials in a request URL: no browser origin looks like that.
+        return "";
+    }
+    &url[..scheme_end + 3 + authority_end]
+}
+
+/// The path and query of an absolute URL (no fragment): `/console/orders?x=1`.
+pub fn url_path_and_query(url: &str) -> &str {
+    let origin = url_origin(url);
+    let rest = if origin.is_empty() { "" } else { &url[origin.len()..] };
+    let rest = rest.split('#').next().unwrap_or("");
+    if rest.is_empty() || !rest.starts_with('/') {
+        "/"
+    } else {
+        rest
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +385,21 @@ mod tests {
         let b = dead_letters(&q(&[("status", "all"), ("cause", "refused")])).unwrap();
         assert!(b.sql.contains("WHERE cause = ?1"));
         assert!(dead_letters(&q(&[("status", "maybe")])).is_err());
+    }
+
+    #[test]
+    fn origin_and_path_of_request_urls() {
+        assert_eq!(url_origin("https://lane.example.com/console/x?a=1"), "https://lane.example.com");
+        assert_eq!(url_origin("http://127.0.0.1:8787/console"), "http://127.0.0.1:8787");
+        assert_eq!(url_origin("http://127.0.0.1:8787"), "http://127.0.0.1:8787");
+        assert_eq!(url_origin("https://u:p@evil.example/console"), "");
+        assert_eq!(url_origin("/console"), "");
+        assert_eq!(
+            url_path_and_query("https://h.example/console/orders/s/1?tab=a#x"),
+            "/console/orders/s/1?tab=a"
+        );
+        assert_eq!(url_path_and_query("https://h.example"), "/");
+        assert_eq!(url_path_and_query("https://h.example?x=1"), "/");
+        assert_eq!(url_path_and_query("nonsense"), "/");
     }
 }

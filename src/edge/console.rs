@@ -59,7 +59,7 @@ fn header(req: &Request, name: &str) -> Option<String> {
 
 /// This Worker's own origin, as the browser names it in `Origin`.
 fn own_origin(req: &Request) -> String {
-    req.url().map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+    crate::core::query::url_origin(&req.inner().url()).to_string()
 }
 
 /// Whether a change made with a session comes from the console: same origin, and the
@@ -161,12 +161,9 @@ fn show(req: &Request, env: &Env, page: Page) -> Response {
     match session {
         Some(Ok(s)) => render(&page, Some(&s)),
         Some(Err(e)) => {
-            let url = req.url().ok();
-            let here = url.as_ref().map(|u| match u.query() {
-                Some(q) => format!("{}?{q}", u.path()),
-                None => u.path().to_string(),
-            });
-            let next = percent(&rules::safe_next(here.as_deref()));
+            let url = req.inner().url();
+            let here = crate::core::query::url_path_and_query(&url);
+            let next = percent(&rules::safe_next(Some(here)));
             let why = match e {
                 SessionError::Expired => "&why=expired",
                 SessionError::Revoked => "&why=revoked",
