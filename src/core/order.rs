@@ -7,7 +7,9 @@
 //! a guess. Error details name fields, never their values, so they are safe to log.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde_json::Value;
 
 use super::time::parse_rfc3339_ms;
 use super::webhook::ShopifyId;
@@ -142,13 +144,13 @@ impl Order {
 /// Required: `id`, `created_at` (RFC 3339), `total_price` (decimal string or integer).
 /// Everything else may be absent or null.
 pub fn parse_order(body: &[u8]) -> Result<Order, PayloadError> {
-    // Only the keys routing reads are built into JSON values; the rest of the body (price
-    // sets, tax lines, discounts: most of its bytes) is checked as JSON and skipped.
+    // Only the keys routing reads are built, as a tree borrowing the body's strings; the rest
+    // (price sets, tax lines, discounts: most of its bytes) is checked as JSON and skipped.
     let mut de = serde_json::Deserializer::from_slice(body);
     let v = serde::de::DeserializeSeed::deserialize(Keep::Order, &mut de)
         .map_err(|_| PayloadError::InvalidJson)?;
     de.end().map_err(|_| PayloadError::InvalidJson)?;
-    order_from_value(&v)
+    order_from_node(&v)
 }
 
 /// The order keys [`order_from_value`] reads, and those of each line item.
@@ -216,6 +218,9 @@ enum Keep {
     /// An array of `ShippingLine`.
     ShippingLines,
     ShippingLine,
+    Risk,
+    /// A value kept whole (`tags` may be an array of strings).
+    All,
 }
 
 impl Keep {
@@ -227,7 +232,8 @@ impl Keep {
             Keep::Address => Some(ADDRESS_KEYS),
             Keep::Line => Some(LINE_KEYS),
             Keep::ShippingLine => Some(SHIPPING_LINE_KEYS),
-            Keep::Lines | Keep::ShippingLines => None,
+            Keep::Risk => Some(RISK_KEYS),
+            Keep::Lines | Keep::ShippingLines | Keep::All => None,
         }
     }
 
@@ -240,6 +246,66 @@ impl Keep {
             (Keep::Order, "shipping_lines") => Some(Keep::ShippingLines),
             _ => None,
         }
+    }
+}
+
+/// What the readers below see of a JSON value: numbers as serde_json keeps them (so
+/// `as_i64` answers as `serde_json::Value`'s does), strings borrowed from the body when they
+/// hold no escapes, objects as their kept entries in body order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node<'a> {
+    Null,
+    Bool(bool),
+    PosInt(u64),
+    NegInt(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Array(Vec<Node<'a>>),
+    Object(Vec<(Cow<'a, str>, Node<'a>)>),
+}
+
+impl<'a> Node<'a> {
+    /// The same reading of an already-parsed value (tests, rule cases).
+    pub(crate) fn from_value(v: &'a Value) -> Node<'a> {
+        match v {
+            Value::Null => Node::Null,
+            Value::Bool(b) => Node::Bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => Node::PosInt(u),
+                (None, Some(i)) => Node::NegInt(i),
+                _ => Node::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => Node::Str(Cow::Borrowed(s)),
+            Value::Array(a) => Node::Array(a.iter().map(Node::from_value).collect()),
+            Value::Object(o) => Node::Object(
+                o.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), Node::from_value(v))).collect(),
+            ),
+        }
+    }
+
+    fn as_i64(&self) -> Option<i64> {
+        match self {
+            Node::PosInt(u) => i64::try_from(*u).ok(),
+            Node::NegInt(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    fn as_object(&self) -> Option<Obj<'_, 'a>> {
+        match self {
+            Node::Object(entries) => Some(Obj(entries)),
+            _ => None,
+        }
+    }
+}
+
+/// An object's entries; a key sent twice reads as its last value, as JSON parsers keep it.
+#[derive(Clone, Copy)]
+struct Obj<'n, 'a>(&'n [(Cow<'a, str>, Node<'a>)]);
+
+impl<'n, 'a> Obj<'n, 'a> {
+    fn get(self, k: &str) -> Option<&'n Node<'a>> {
+        self.0.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v)
     }
 }
 
@@ -266,48 +332,80 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
+/// Which of the kept keys an object key is. Read as bytes: a key is only compared, so it is
+/// neither copied nor checked as UTF-8 (skipped values are not checked either).
+struct Known(&'static [&'static str]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Known {
+    type Value = Option<&'static str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_bytes(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Known {
+    type Value = Option<&'static str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Self::Value, E> {
+        Ok(self.0.iter().copied().find(|w| w.as_bytes() == v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().copied().find(|w| *w == v))
+    }
+}
+
 impl<'de> serde::de::DeserializeSeed<'de> for Keep {
-    type Value = Value;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+    type Value = Node<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for Keep {
-    type Value = Value;
+    type Value = Node<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("JSON")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let Some(keys) = self.keys() else {
-            while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
-            return Ok(Value::Object(Map::new())); // an object where an array belongs
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
+        let mut out = Vec::new();
+        let keys = match (self, self.keys()) {
+            (Keep::All, _) => {
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    out.push((k, map.next_value_seed(Keep::All)?));
+                }
+                return Ok(Node::Object(out));
+            }
+            (_, Some(keys)) => keys,
+            (_, None) => {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                return Ok(Node::Object(out)); // an object where an array belongs
+            }
         };
-        let mut out = Map::new();
-        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-            match keys.iter().find(|w| **w == k) {
+        out.reserve_exact(keys.len());
+        while let Some(found) = map.next_key_seed(Known(keys))? {
+            match found {
                 Some(w) => {
-                    let v = match self.below(w) {
-                        Some(inner) => map.next_value_seed(inner)?,
-                        None => map.next_value::<Value>()?,
-                    };
-                    out.insert((*w).to_string(), v);
+                    let v = map.next_value_seed(self.below(w).unwrap_or(Keep::All))?;
+                    out.push((Cow::Borrowed(w), v));
                 }
                 None => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
-        Ok(Value::Object(out))
+        Ok(Node::Object(out))
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
         let mut out = Vec::new();
         let item = match self {
             Keep::Lines => Some(Keep::Line),
             Keep::ShippingLines => Some(Keep::ShippingLine),
+            Keep::All => Some(Keep::All),
             _ => None,
         };
         match item {
@@ -318,45 +416,53 @@ impl<'de> serde::de::Visitor<'de> for Keep {
             }
             None => while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {},
         }
-        Ok(Value::Array(out))
+        Ok(Node::Array(out))
     }
 
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Null)
     }
 
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_none<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Null)
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn visit_bool<E>(self, v: bool) -> Result<Node<'de>, E> {
+        Ok(Node::Bool(v))
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_i64<E>(self, v: i64) -> Result<Node<'de>, E> {
+        Ok(if v < 0 { Node::NegInt(v) } else { Node::PosInt(v as u64) })
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_u64<E>(self, v: u64) -> Result<Node<'de>, E> {
+        Ok(Node::PosInt(v))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_f64<E>(self, v: f64) -> Result<Node<'de>, E> {
+        Ok(Node::Float(v))
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Owned(v.to_string())))
     }
 }
 
 /// [`parse_order`] for an already-parsed JSON value.
 pub fn order_from_value(v: &Value) -> Result<Order, PayloadError> {
+    order_from_node(&Node::from_value(v))
+}
+
+fn order_from_node(v: &Node) -> Result<Order, PayloadError> {
     let o = v.as_object().ok_or(PayloadError::NotAnObject)?;
     let order_id = id(o, "id")?.ok_or(PayloadError::MissingField("id"))?;
     let customer = match o.get("customer") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(c)) => Some(c),
+        None | Some(Node::Null) => None,
+        Some(c @ Node::Object(_)) => c.as_object(),
         Some(_) => return Err(invalid("customer", "an object or null")),
     };
     let customer_id = match customer {
@@ -369,19 +475,24 @@ pub fn order_from_value(v: &Value) -> Result<Order, PayloadError> {
     };
     let email = text(o, "email")?.or(text(o, "contact_email")?).or(customer_email);
     let total_price_cents = match o.get("total_price") {
-        None | Some(Value::Null) => return Err(PayloadError::MissingField("total_price")),
-        Some(Value::String(s)) => parse_money_cents(s),
-        Some(Value::Number(n)) => n.as_i64().and_then(|u| u.checked_mul(100)),
+        None | Some(Node::Null) => return Err(PayloadError::MissingField("total_price")),
+        Some(Node::Str(s)) => parse_money_cents(s),
+        Some(n @ (Node::PosInt(_) | Node::NegInt(_) | Node::Float(_))) => {
+            n.as_i64().and_then(|u| u.checked_mul(100))
+        }
         Some(_) => None,
     }
     .ok_or(invalid("total_price", "a decimal amount with at most 2 decimals"))?;
     let tags = match o.get("tags") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => split_tags(s),
-        Some(Value::Array(a)) => {
+        None | Some(Node::Null) => Vec::new(),
+        Some(Node::Str(s)) => split_tags(s),
+        Some(Node::Array(a)) => {
             let mut out = Vec::new();
             for t in a {
-                out.extend(split_tags(t.as_str().ok_or(invalid("tags", "a string"))?));
+                out.extend(split_tags(match t {
+                    Node::Str(t) => t,
+                    _ => return Err(invalid("tags", "a string")),
+                }));
             }
             out
         }
@@ -389,13 +500,13 @@ pub fn order_from_value(v: &Value) -> Result<Order, PayloadError> {
     };
     let created_at_ms = time(o, "created_at")?.ok_or(PayloadError::MissingField("created_at"))?;
     let line_items = match o.get("line_items") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.iter().map(line_item).collect::<Result<_, _>>()?,
+        None | Some(Node::Null) => Vec::new(),
+        Some(Node::Array(a)) => a.iter().map(line_item).collect::<Result<_, _>>()?,
         Some(_) => return Err(invalid("line_items", "an array")),
     };
     let shipping_lines = match o.get("shipping_lines") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a
+        None | Some(Node::Null) => Vec::new(),
+        Some(Node::Array(a)) => a
             .iter()
             .map(|s| {
                 let s = s.as_object().ok_or(invalid("shipping_lines", "an array of objects"))?;
@@ -492,10 +603,11 @@ pub struct RiskEvent {
 }
 
 pub fn parse_risk_event(body: &[u8]) -> Result<RiskEvent, PayloadError> {
-    let v: Value = serde_json::from_slice(body).map_err(|_| PayloadError::InvalidJson)?;
-    let mut o = v.as_object().ok_or(PayloadError::NotAnObject)?.clone();
-    o.retain(|k, _| RISK_KEYS.contains(&k.as_str()));
-    let o = &o;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = serde::de::DeserializeSeed::deserialize(Keep::Risk, &mut de)
+        .map_err(|_| PayloadError::InvalidJson)?;
+    de.end().map_err(|_| PayloadError::InvalidJson)?;
+    let o = v.as_object().ok_or(PayloadError::NotAnObject)?;
     let order_id = match id(o, "order_id")? {
         Some(i) => i,
         None => id(o, "admin_graphql_api_order_id")?.ok_or(PayloadError::MissingField("order_id"))?,
@@ -543,34 +655,37 @@ fn invalid(field: &'static str, expected: &'static str) -> PayloadError {
     PayloadError::InvalidField { field, expected }
 }
 
-fn id(o: &Map<String, Value>, k: &'static str) -> Result<Option<ShopifyId>, PayloadError> {
-    match o.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => ShopifyId::deserialize(v).map(Some).map_err(|_| invalid(k, "an integer id")),
-    }
+fn id(o: Obj, k: &'static str) -> Result<Option<ShopifyId>, PayloadError> {
+    let id = match o.get(k) {
+        None | Some(Node::Null) => return Ok(None),
+        Some(Node::PosInt(u)) => Some(ShopifyId(u.to_string())),
+        Some(Node::Str(s)) => ShopifyId::from_text(s),
+        Some(_) => None,
+    };
+    id.map(Some).ok_or(invalid(k, "an integer id"))
 }
 
 /// A string field; blank strings count as absent.
-fn text(o: &Map<String, Value>, k: &'static str) -> Result<Option<String>, PayloadError> {
+fn text(o: Obj, k: &'static str) -> Result<Option<String>, PayloadError> {
     match o.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        None | Some(Node::Null) => Ok(None),
+        Some(Node::Str(s)) if s.trim().is_empty() => Ok(None),
+        Some(Node::Str(s)) => Ok(Some(s.trim().to_string())),
         Some(_) => Err(invalid(k, "a string")),
     }
 }
 
-fn time(o: &Map<String, Value>, k: &'static str) -> Result<Option<i64>, PayloadError> {
+fn time(o: Obj, k: &'static str) -> Result<Option<i64>, PayloadError> {
     match text(o, k)? {
         None => Ok(None),
         Some(s) => parse_rfc3339_ms(&s).map(Some).ok_or(invalid(k, "an RFC 3339 timestamp")),
     }
 }
 
-fn address(o: &Map<String, Value>, k: &'static str) -> Result<Option<Address>, PayloadError> {
+fn address(o: Obj, k: &'static str) -> Result<Option<Address>, PayloadError> {
     let a = match o.get(k) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Object(a)) => a,
+        None | Some(Node::Null) => return Ok(None),
+        Some(Node::Object(a)) => Obj(a),
         Some(_) => return Err(invalid(k, "an object or null")),
     };
     let f = |name: &'static str| text(a, name).map_err(|_| invalid(k, "an object of string fields"));
@@ -587,17 +702,19 @@ fn address(o: &Map<String, Value>, k: &'static str) -> Result<Option<Address>, P
     }))
 }
 
-fn line_item(v: &Value) -> Result<LineItem, PayloadError> {
+fn line_item(v: &Node) -> Result<LineItem, PayloadError> {
     let o = v.as_object().ok_or(invalid("line_items", "an array of objects"))?;
     let int = |k: &'static str, field: &'static str| match o.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or(invalid(field, "an integer")),
+        None | Some(Node::Null) => Ok(None),
+        Some(n @ (Node::PosInt(_) | Node::NegInt(_) | Node::Float(_))) => {
+            n.as_i64().map(Some).ok_or(invalid(field, "an integer"))
+        }
         Some(_) => Err(invalid(field, "an integer")),
     };
     let requires_shipping = match o.get("requires_shipping") {
         // Absent means unknown: assume it ships, so address checks are not skipped.
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
+        None | Some(Node::Null) => true,
+        Some(Node::Bool(b)) => *b,
         Some(_) => return Err(invalid("line_items.requires_shipping", "a boolean")),
     };
     Ok(LineItem {
@@ -614,6 +731,7 @@ fn line_item(v: &Value) -> Result<LineItem, PayloadError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use serde_json::Map;
 
     #[test]
     fn the_projection_reads_what_the_full_value_reads() {
@@ -627,6 +745,11 @@ pub(crate) mod tests {
             br#""order""#.to_vec(),
             br#"{"id": 1} trailing"#.to_vec(),
             br#"{"id": 1, "id": 2, "created_at": "2026-01-01T00:00:00Z", "total_price": "1"}"#.to_vec(),
+            // Escaped keys and values, ids as text, a negative and a fractional quantity.
+            br#"{"i\u0064": 7, "created_at": "2026-01-01T00:00:00Z", "total_price": "1", "name": "A\"B\u00e9"}"#.to_vec(),
+            br#"{"id": "gid://shopify/Order/9", "created_at": "2026-01-01T00:00:00Z", "total_price": -2, "line_items": [{"quantity": -1}]}"#.to_vec(),
+            br#"{"id": 9, "created_at": "2026-01-01T00:00:00Z", "total_price": "1", "line_items": [{"quantity": 1.5}]}"#.to_vec(),
+            br#"{"id": -9, "created_at": "2026-01-01T00:00:00Z", "total_price": "1"}"#.to_vec(),
         ];
         for body in cases {
             let full = serde_json::from_slice::<Value>(&body)

@@ -286,6 +286,15 @@ impl Topic {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShopifyId(pub String);
 
+impl ShopifyId {
+    /// An id sent as text: `"123"`, or a GraphQL id `"gid://shopify/Order/123"`.
+    pub fn from_text(v: &str) -> Option<ShopifyId> {
+        let digits = v.rsplit('/').next().unwrap_or(v);
+        (!digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| ShopifyId(digits.to_string()))
+    }
+}
+
 impl<'de> Deserialize<'de> for ShopifyId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -307,13 +316,7 @@ impl<'de> Deserialize<'de> for ShopifyId {
                 Err(E::custom("id is not an integer"))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ShopifyId, E> {
-                // Accept "123" and GraphQL ids "gid://shopify/Order/123".
-                let digits = v.rsplit('/').next().unwrap_or(v);
-                if !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()) {
-                    Ok(ShopifyId(digits.to_string()))
-                } else {
-                    Err(E::custom("id is not a decimal integer"))
-                }
+                ShopifyId::from_text(v).ok_or_else(|| E::custom("id is not a decimal integer"))
             }
         }
         d.deserialize_any(V)
