@@ -2,18 +2,18 @@
 //! `ADMIN_TOKENS`; the token's name is the audit actor. Every change takes a `note`.
 
 use serde::Deserialize;
-use worker::{Env, Method, Request, Response};
+use wasm_bindgen::JsValue;
+use worker::{js_sys, Env, Method, Request, Response};
 
 use super::api::{
-    answer, authenticate, body, error, json, now_ms, query_pairs, store_error, unavailable, ApiError,
-    Operator,
+    answer, authenticate, body, error, json, json_text, now_ms, query_pairs, store_error, unavailable,
+    ApiError, Operator,
 };
 use super::config;
 use super::flags::Flags;
 use super::gates;
 use super::overrides;
-use super::store::{AuditOut, DeadLetterOut, ExceptionOut};
-use super::store::{AuditRow, ModeSource, Store};
+use super::store::{js_json, AuditRow, ModeSource, Store};
 use crate::core::query::{self, encode_cursor, Built, QueryError};
 use crate::core::types::Mode;
 
@@ -28,14 +28,14 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
     match (method, segments) {
         (Method::Put, ["stock"]) => answer(put_stock(&mut req, &store, &op).await),
         (Method::Get, ["stock"]) => match store.stock_all().await {
-            Ok(rows) => json(200, &serde_json::json!({ "stock": rows })),
+            Ok(text) => json_text(200, text),
             Err(e) => store_error(e),
         },
         (Method::Put, ["segments", segment, "mode"]) => {
             let Ok(kv) = env.kv(config::FLAGS) else { return unavailable(5) };
             answer(put_mode(&mut req, &store, &Flags::new(kv), &op, segment).await)
         }
-        (Method::Get, ["audit"]) => list::<AuditOut>(&req, &store, query::audit, true).await,
+        (Method::Get, ["audit"]) => list(&req, &store, query::audit, true).await,
         (Method::Get, ["segments"]) => {
             let Ok(kv) = env.kv(config::FLAGS) else { return unavailable(5) };
             answer(lanes(&store, &Flags::new(kv)).await)
@@ -47,14 +47,10 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
             }
             Err(e) => store_error(e),
         },
-        (Method::Get, ["exceptions"]) => {
-            list::<ExceptionOut>(&req, &store, |p| query::exceptions(p, now_ms()), false).await
-        }
-        (Method::Get, ["dead-letters"]) => {
-            list::<DeadLetterOut>(&req, &store, query::dead_letters, false).await
-        }
+        (Method::Get, ["exceptions"]) => list(&req, &store, |p| query::exceptions(p, now_ms()), false).await,
+        (Method::Get, ["dead-letters"]) => list(&req, &store, query::dead_letters, false).await,
         (Method::Get, ["orders", shop, order_id]) => match store.order_view(shop, order_id).await {
-            Ok(Some(v)) => json(200, &v),
+            Ok(Some(v)) => json_text(200, v),
             Ok(None) => error(404, "order_not_found", "no such order"),
             Err(e) => store_error(e),
         },
@@ -245,41 +241,15 @@ async fn faults(req: &mut Request, env: &Env) -> Result<Response, ApiError> {
     Ok(json(200, &serde_json::json!({ "kv_read_failures": b.kv_read_failures })))
 }
 
-/// A row that can be paged by (time, id).
-trait Keyed {
-    fn key(&self) -> (i64, i64);
-}
-
-impl Keyed for AuditOut {
-    fn key(&self) -> (i64, i64) {
-        (self.at_ms, self.id)
-    }
-}
-
-impl Keyed for ExceptionOut {
-    fn key(&self) -> (i64, i64) {
-        (self.at_ms, self.id)
-    }
-}
-
-impl Keyed for DeadLetterOut {
-    fn key(&self) -> (i64, i64) {
-        (self.at_ms, self.id)
-    }
-}
-
 /// Runs a list query and answers `{"items": [...], "next_cursor": ...}`; with `explain=true`
 /// (where allowed) answers SQLite's query plan instead, so operators can see which index
 /// serves a filter.
-async fn list<T>(
+async fn list(
     req: &Request,
     store: &Store,
     build: impl Fn(&[(String, String)]) -> Result<Built, QueryError>,
     explain: bool,
-) -> Response
-where
-    T: for<'de> Deserialize<'de> + serde::Serialize + Keyed,
-{
+) -> Response {
     let pairs = query_pairs(req);
     let built = match build(&pairs) {
         Ok(b) => b,
@@ -291,19 +261,27 @@ where
             Err(e) => store_error(e),
         };
     }
-    match store.list::<T>(&built).await {
-        Ok(mut rows) => {
-            let more = rows.len() as i64 > built.limit;
-            rows.truncate(built.limit as usize);
-            let next = if more {
-                rows.last().map(|r| {
-                    let (a, b) = r.key();
-                    encode_cursor(a, b)
-                })
+    match store.list(&built).await {
+        Ok(rows) => {
+            // One row past the page says there is another; the page ends at the row before it,
+            // and the cursor is that row's (time, id).
+            let limit = u32::try_from(built.limit).unwrap_or(u32::MAX);
+            let page = if rows.length() > limit { rows.slice(0, limit) } else { rows.clone() };
+            let next = if rows.length() > limit && limit > 0 {
+                let last = page.get(limit - 1);
+                let field = |k: &str| {
+                    js_sys::Reflect::get(&last, &JsValue::from_str(k))
+                        .ok()
+                        .and_then(|v| v.as_f64())
+                        .map(|v| v as i64)
+                };
+                field("at_ms").zip(field("id")).map(|(a, b)| encode_cursor(a, b))
             } else {
                 None
             };
-            json(200, &serde_json::json!({ "items": rows, "next_cursor": next }))
+            let next =
+                next.map(|c| serde_json::Value::String(c).to_string()).unwrap_or_else(|| "null".into());
+            json_text(200, format!(r#"{{"items":{},"next_cursor":{next}}}"#, js_json(&page)))
         }
         Err(e) => store_error(e),
     }

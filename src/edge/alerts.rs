@@ -631,9 +631,7 @@ async fn sla(a: &Alerts<'_>, edge: &Edge, now: i64, clock_now: i64) -> Result<St
 /// `GET /admin/alerts`: open incidents and the latest messages with their delivery state.
 pub async fn get_alerts(store: &Store) -> worker::Response {
     match store.alerts_view(100).await {
-        Ok((incidents, messages)) => {
-            super::api::json(200, &serde_json::json!({ "open_incidents": incidents, "messages": messages }))
-        }
+        Ok(text) => super::api::json_text(200, text),
         Err(e) => super::api::store_error(e),
     }
 }

@@ -17,6 +17,11 @@ pub use super::context::now_ms;
 pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
     let text = serde_json::to_string(body)
         .unwrap_or_else(|_| r#"{"error":"internal","detail":"response encoding failed"}"#.to_string());
+    json_text(status, text)
+}
+
+/// A response of JSON text already built.
+pub fn json_text(status: u16, text: String) -> Response {
     let resp = Response::ok(text).map(|r| r.with_status(status));
     match resp {
         Ok(mut r) => {

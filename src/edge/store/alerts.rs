@@ -64,34 +64,6 @@ struct Attempts {
     attempts: i64,
 }
 
-/// An alert incident or message, for `GET /admin/alerts`.
-#[derive(Debug, serde::Serialize, Deserialize)]
-pub struct IncidentOut {
-    pub key: String,
-    pub kind: String,
-    pub state: String,
-    pub title: String,
-    pub link: Option<String>,
-    pub opened_ms: i64,
-    pub notified_ms: i64,
-    pub last_seen_ms: i64,
-    pub cleared_ms: Option<i64>,
-    pub message_id: Option<String>,
-}
-
-#[derive(Debug, serde::Serialize, Deserialize)]
-pub struct MessageOut {
-    pub id: String,
-    pub kind: String,
-    pub title: String,
-    pub state: String,
-    pub attempts: i64,
-    pub next_attempt_ms: i64,
-    pub created_ms: i64,
-    pub sent_ms: Option<i64>,
-    pub last_error: Option<String>,
-}
-
 impl Store {
     /// Opens the incident, or marks it seen again. It is claimed for `message_id` (and its
     /// notice time moves to `now`) only when it is new, was cleared, or was last notified at
@@ -350,7 +322,7 @@ impl Store {
     }
 
     /// Open incidents (newest first) and the latest messages, for `GET /admin/alerts`.
-    pub async fn alerts_view(&self, limit: i64) -> StoreResult<(Vec<IncidentOut>, Vec<MessageOut>)> {
+    pub async fn alerts_view(&self, limit: i64) -> StoreResult<String> {
         let statements = vec![
             self.stmt(
                 "SELECT key, kind, state, title, link, opened_ms, notified_ms, last_seen_ms, cleared_ms, message_id \
@@ -363,16 +335,8 @@ impl Store {
                 &[n(limit)],
             )?,
         ];
-        self.count(statements.len());
-        let results = self.db.batch(statements).await?;
-        let incidents = match results.first() {
-            Some(r) => r.results::<IncidentOut>()?,
-            None => Vec::new(),
-        };
-        let messages = match results.get(1) {
-            Some(r) => r.results::<MessageOut>()?,
-            None => Vec::new(),
-        };
-        Ok((incidents, messages))
+        let results = self.rows_js(statements).await?;
+        let rows = |i: usize| results.get(i).map(|r| super::js_json(r)).unwrap_or_else(|| "[]".into());
+        Ok(format!(r#"{{"open_incidents":{},"messages":{}}}"#, rows(0), rows(1)))
     }
 }

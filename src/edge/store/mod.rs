@@ -19,8 +19,8 @@ pub use shopify::{Run, MIRROR_GRACE_MS};
 
 use std::cell::Cell;
 
-use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{js_sys, wasm_bindgen_futures, D1Database, D1PreparedStatement};
 
 use crate::core::webhook::Delivery;
 
@@ -47,6 +47,15 @@ impl From<worker::Error> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+fn js_error(e: JsValue) -> StoreError {
+    StoreError::from(worker::Error::from(e))
+}
+
+/// A JS value as JSON text (`null` for what JSON cannot hold).
+pub(crate) fn js_json(v: &JsValue) -> String {
+    js_sys::JSON::stringify(v).ok().and_then(|t| t.as_string()).unwrap_or_else(|| "null".to_string())
+}
 
 pub struct Store {
     pub(super) db: D1Database,
@@ -98,6 +107,33 @@ impl Store {
 
     pub(crate) fn stmt(&self, sql: &str, args: &[JsValue]) -> StoreResult<D1PreparedStatement> {
         Ok(self.db.prepare(sql).bind(args)?)
+    }
+
+    /// Runs reads in one round trip and answers each one's rows as D1 hands them over (arrays
+    /// of plain objects), for views that pass rows on unchanged: they are never converted into
+    /// Rust values and back.
+    pub(crate) async fn rows_js(
+        &self,
+        statements: Vec<D1PreparedStatement>,
+    ) -> StoreResult<Vec<js_sys::Array>> {
+        self.count(statements.len());
+        let list: js_sys::Array = statements.iter().map(|st| JsValue::from(st.inner())).collect();
+        let db: &JsValue = self.db.as_ref();
+        let batch = js_sys::Reflect::get(db, &JsValue::from_str("batch"))
+            .and_then(|f| f.dyn_into::<js_sys::Function>())
+            .map_err(js_error)?;
+        let promise = batch.call1(db, &list).map_err(js_error)?;
+        let results = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&promise))
+            .await
+            .map_err(js_error)?;
+        js_sys::Array::from(&results)
+            .iter()
+            .map(|r| {
+                js_sys::Reflect::get(&r, &JsValue::from_str("results"))
+                    .map(|rows| js_sys::Array::from(&rows))
+                    .map_err(js_error)
+            })
+            .collect()
     }
 
     /// The statements that durably record one delivery and its raw body. Run them in one
@@ -289,14 +325,6 @@ pub struct AuditRow<'a> {
     pub detail: &'a serde_json::Value,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct StockRow {
-    pub sku: String,
-    pub available: i64,
-    pub updated_ms: i64,
-    pub updated_by: String,
-}
-
 impl<'a> AuditRow<'a> {
     /// A row that moves no order: an event by `actor`, with nothing else set (callers add
     /// the shop, order, lane or reason with struct update syntax).
@@ -386,10 +414,12 @@ impl Store {
         Ok(vec![audit, upsert])
     }
 
-    pub async fn stock_all(&self) -> StoreResult<Vec<StockRow>> {
+    /// Every SKU's claimable stock, as `GET /admin/stock` answers it.
+    pub async fn stock_all(&self) -> StoreResult<String> {
         let st = self
             .stmt("SELECT sku, available, updated_ms, updated_by FROM stock ORDER BY sku LIMIT 10000", &[])?;
-        Ok(st.all().await?.results()?)
+        let rows = self.rows_js(vec![st]).await?;
+        Ok(format!(r#"{{"stock":{}}}"#, rows.first().map(|r| js_json(r)).unwrap_or_else(|| "[]".into())))
     }
 
     /// Sets available units per SKU in one transaction, with one audit row for the load.
@@ -447,43 +477,6 @@ impl ShopifyOut {
     }
 }
 
-/// One audit row as the API returns it.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct AuditOut {
-    pub id: i64,
-    pub at: String,
-    pub at_ms: i64,
-    pub shop: Option<String>,
-    pub order_id: Option<String>,
-    pub seq: Option<i64>,
-    pub segment: Option<String>,
-    pub event: String,
-    pub from_state: Option<String>,
-    pub to_state: Option<String>,
-    pub reason: Option<String>,
-    pub rule_id: Option<String>,
-    pub rules_version: Option<String>,
-    pub actor: String,
-    pub detail: Option<String>,
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct ExceptionOut {
-    pub id: i64,
-    pub shop: String,
-    pub order_id: String,
-    pub order_name: Option<String>,
-    pub state: String,
-    pub reason: Option<String>,
-    pub segment: String,
-    pub mode: String,
-    pub rule_ids: Option<String>,
-    pub explanation: Option<String>,
-    pub rules_version: String,
-    pub at_ms: i64,
-    pub since: String,
-}
-
 /// Orders waiting for a person, counted per state, reason and lane.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ExceptionGroup {
@@ -495,59 +488,15 @@ pub struct ExceptionGroup {
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct DeadLetterOut {
-    pub id: i64,
-    pub shop: Option<String>,
-    pub order_id: Option<String>,
-    pub submission: Option<i64>,
-    pub cause: String,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub http_status: Option<i64>,
-    pub response: Option<String>,
-    pub created_at: String,
-    pub at_ms: i64,
-    pub resolved_ms: Option<i64>,
-    pub resolved_by: Option<String>,
-    pub resolution: Option<String>,
-    pub note: Option<String>,
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct PlanRow {
     pub detail: String,
 }
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct DeliveryOut {
-    pub id: i64,
-    pub topic: String,
-    pub webhook_id: String,
-    pub triggered_at: Option<String>,
-    pub received_at: String,
-    pub outcome: String,
-    pub detail: Option<String>,
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct AttemptOut {
-    pub submission: i64,
-    pub attempt: i64,
-    pub started_ms: i64,
-    pub finished_ms: Option<i64>,
-    pub outcome: Option<String>,
-    pub http_status: Option<i64>,
-    pub error: Option<String>,
-}
-
 impl Store {
-    /// Runs a built list query; returns its rows.
-    pub async fn list<T: for<'de> serde::Deserialize<'de>>(
-        &self,
-        b: &crate::core::query::Built,
-    ) -> StoreResult<Vec<T>> {
+    /// Runs a built list query; returns its rows as D1 gives them.
+    pub async fn list(&self, b: &crate::core::query::Built) -> StoreResult<js_sys::Array> {
         let args: Vec<JsValue> = b.params.iter().map(param).collect();
-        Ok(self.stmt(&b.sql, &args)?.all().await?.results()?)
+        Ok(self.rows_js(vec![self.stmt(&b.sql, &args)?]).await?.pop().unwrap_or_default())
     }
 
     /// SQLite's plan for a built query, for checking that filters use indexes.
@@ -570,110 +519,76 @@ impl Store {
             .results()?)
     }
 
-    pub async fn order_view(&self, shop: &str, order_id: &str) -> StoreResult<Option<serde_json::Value>> {
-        let Some(row) = self
-            .stmt("SELECT * FROM orders WHERE shop = ?1 AND order_id = ?2", &[s(shop), s(order_id)])?
-            .first::<OrderFull>(None)
-            .await?
-        else {
-            return Ok(None);
-        };
+    /// Everything about one order, as the JSON text `GET /admin/orders/{shop}/{id}` answers:
+    /// the row, its timeline, deliveries, submission attempts, dead letters and Shopify hold,
+    /// read in one round trip.
+    pub async fn order_view(&self, shop: &str, order_id: &str) -> StoreResult<Option<String>> {
         let key = [s(shop), s(order_id)];
-        let timeline: Vec<AuditOut> = self
-            .stmt(
+        let reads = vec![
+            self.stmt(&format!("SELECT {ORDER_VIEW_COLUMNS} FROM orders WHERE shop = ?1 AND order_id = ?2"), &key)?,
+            self.stmt(
                 "SELECT id, at, at_ms, shop, order_id, seq, segment, event, from_state, to_state, reason, rule_id, \
                  rules_version, actor, detail FROM audit_log WHERE shop = ?1 AND order_id = ?2 ORDER BY id",
                 &key,
-            )?
-            .all()
-            .await?
-            .results()?;
-        let deliveries: Vec<DeliveryOut> = self
-            .stmt(
+            )?,
+            self.stmt(
                 "SELECT id, topic, webhook_id, triggered_at, received_at, outcome, detail FROM deliveries \
                  WHERE shop = ?1 AND order_id = ?2 ORDER BY received_ms, id",
                 &key,
-            )?
-            .all()
-            .await?
-            .results()?;
-        let attempts: Vec<AttemptOut> = self
-            .stmt(
+            )?,
+            self.stmt(
                 "SELECT submission, attempt, started_ms, finished_ms, outcome, http_status, error \
                  FROM submission_attempts WHERE shop = ?1 AND order_id = ?2 ORDER BY submission, attempt",
                 &key,
-            )?
-            .all()
-            .await?
-            .results()?;
-        let dead: Vec<DeadLetterOut> = self
-            .stmt(
+            )?,
+            self.stmt(
                 "SELECT id, shop, order_id, submission, cause, attempts, last_error, http_status, response, created_at, \
                  created_ms AS at_ms, resolved_ms, resolved_by, resolution, note FROM dead_letters \
                  WHERE shop = ?1 AND order_id = ?2 ORDER BY id",
                 &key,
-            )?
-            .all()
-            .await?
-            .results()?;
-        let shopify: Option<serde_json::Value> = self
-            .stmt(
+            )?,
+            self.stmt(
                 "SELECT desired, reason, version, done_version, attempts, last_error, updated_ms, \
                  (SELECT json_group_array(json_object('id', fulfillment_order_id, 'orderlane_hold', hold_id)) \
                   FROM shopify_fulfillment_orders f WHERE f.shop = h.shop AND f.order_id = h.order_id) AS fulfillment_orders \
                  FROM shopify_holds h WHERE shop = ?1 AND order_id = ?2",
                 &key,
-            )?
-            .first::<ShopifyOut>(None)
-            .await?
-            .map(ShopifyOut::into_json);
-        Ok(Some(serde_json::json!({
-            "order": row, "timeline": timeline, "deliveries": deliveries,
-            "submission_attempts": attempts, "dead_letters": dead, "shopify_hold": shopify,
-        })))
+            )?,
+        ];
+        let [order, timeline, deliveries, attempts, dead, shopify] =
+            <[js_sys::Array; 6]>::try_from(self.rows_js(reads).await?)
+                .map_err(|_| StoreError::Unavailable("D1 answered a different number of results".into()))?;
+        if order.length() == 0 {
+            return Ok(None);
+        }
+        let shopify = match shopify.length() {
+            0 => "null".to_string(),
+            _ => Some(js_json(&shopify.get(0)))
+                .and_then(|t| serde_json::from_str::<ShopifyOut>(&t).ok())
+                .map(|h| h.into_json().to_string())
+                .unwrap_or_else(|| "null".to_string()),
+        };
+        Ok(Some(format!(
+            r#"{{"order":{},"timeline":{},"deliveries":{},"submission_attempts":{},"dead_letters":{},"shopify_hold":{}}}"#,
+            js_json(&order.get(0)),
+            js_json(&timeline),
+            js_json(&deliveries),
+            js_json(&attempts),
+            js_json(&dead),
+            shopify
+        )))
     }
 }
 
-/// The full `orders` row (no personal data is stored there).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct OrderFull {
-    pub shop: String,
-    pub order_id: String,
-    pub order_name: Option<String>,
-    pub state: String,
-    pub reason: Option<String>,
-    pub segment: String,
-    pub mode: String,
-    pub shadow_state: Option<String>,
-    pub shadow_reason: Option<String>,
-    pub rule_ids: Option<String>,
-    pub explanation: Option<String>,
-    pub rules_version: String,
-    pub financial_status: Option<String>,
-    pub risk_level: Option<String>,
-    pub total_cents: Option<i64>,
-    pub currency: Option<String>,
-    pub order_updated_ms: Option<i64>,
-    pub seq: i64,
-    pub created_ms: i64,
-    pub routable_ms: Option<i64>,
-    pub routed_ms: Option<i64>,
-    pub held_ms: Option<i64>,
-    pub resolved_ms: Option<i64>,
-    pub ready_ms: Option<i64>,
-    pub submitted_ms: Option<i64>,
-    pub failed_ms: Option<i64>,
-    pub state_since_ms: i64,
-    pub updated_ms: i64,
-    pub submission: i64,
-    pub attempts: i64,
-    pub attempt_base: i64,
-    pub lease_until: Option<i64>,
-    pub next_attempt_ms: Option<i64>,
-    pub submission_delivery_id: Option<i64>,
-    pub cancel_state: Option<String>,
-    pub cancel_attempts: i64,
-}
+/// The `orders` columns the API shows. Listed, never `*`: columns that hold personal data
+/// stay out of the view.
+const ORDER_VIEW_COLUMNS: &str =
+    "shop, order_id, order_name, state, reason, segment, mode, shadow_state, shadow_reason, \
+     rule_ids, explanation, rules_version, financial_status, risk_level, total_cents, \
+     currency, order_updated_ms, seq, created_ms, routable_ms, routed_ms, held_ms, \
+     resolved_ms, ready_ms, submitted_ms, failed_ms, state_since_ms, updated_ms, submission, \
+     attempts, attempt_base, lease_until, next_attempt_ms, submission_delivery_id, \
+     cancel_state, cancel_attempts";
 
 #[derive(Debug, serde::Deserialize)]
 pub struct DeadLetterRef {

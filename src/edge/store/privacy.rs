@@ -105,7 +105,7 @@ impl Store {
         let mut orders = Vec::new();
         for id in &ids {
             if let Some(v) = self.order_view(&r.shop, id).await? {
-                orders.push(v);
+                orders.push(serde_json::from_str::<serde_json::Value>(&v).unwrap_or_default());
             }
         }
         let bodies: Vec<serde_json::Value> = held
