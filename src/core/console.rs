@@ -15,12 +15,6 @@ use super::admin::AdminTokens;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// No script, style, image or connection from anywhere but this Worker; no inline script or
-/// style; never framed. The static script and style sheet get the same policy from
-/// `console/public/_headers` (a test holds the two together).
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                       connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
-
 /// The cookie's name. `__Host-` makes browsers insist on `Secure`, `Path=/` and no `Domain`,
 /// so no sibling subdomain can plant or shadow it.
 pub const COOKIE: &str = "__Host-orderlane_session";
@@ -402,17 +396,5 @@ mod tests {
         ] {
             assert_eq!(safe_next(bad), "/console", "{bad:?}");
         }
-    }
-
-    #[test]
-    fn static_files_get_the_pages_headers() {
-        let headers = include_str!("../../console/public/_headers");
-        let value = |name: &str| {
-            headers.lines().find_map(|l| l.trim().strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
-        };
-        assert_eq!(value("Content-Security-Policy"), Some(CSP));
-        assert_eq!(value("X-Content-Type-Options"), Some("nosniff"));
-        assert_eq!(value("X-Frame-Options"), Some("DENY"));
-        assert!(headers.lines().any(|l| l == "/console/static/*"));
     }
 }
