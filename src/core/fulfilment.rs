@@ -153,6 +153,13 @@ pub struct DocumentMeta<'a> {
     pub submission: u32,
 }
 
+impl DocumentMeta<'_> {
+    /// The submission's `Idempotency-Key`.
+    pub fn idempotency_key(&self) -> String {
+        idempotency_key(self.shop, self.order_id, self.submission)
+    }
+}
+
 impl FulfilmentRequest {
     /// The warehouse document for an order: the lines still to ship and where to.
     pub fn from_order(order: &super::order::Order, meta: &DocumentMeta<'_>) -> FulfilmentRequest {
@@ -214,9 +221,7 @@ impl FulfilmentRequest {
 
     /// Body plus the headers to send with it, signed under `secret`.
     pub fn signed(&self, secret: &[u8]) -> Result<SignedRequest, FulfilmentError> {
-        let body = self.to_body()?;
-        let signature = signature(secret, &body);
-        Ok(SignedRequest { idempotency_key: self.idempotency_key(), signature, body })
+        Ok(SignedRequest::sign(self.to_body()?, self.idempotency_key(), secret))
     }
 }
 
@@ -230,6 +235,11 @@ pub struct SignedRequest {
 }
 
 impl SignedRequest {
+    /// `body` as it is, signed under `secret`, sent under `idempotency_key`.
+    pub fn sign(body: Vec<u8>, idempotency_key: String, secret: &[u8]) -> SignedRequest {
+        SignedRequest { idempotency_key, signature: signature(secret, &body), body }
+    }
+
     /// The request headers, in send order.
     pub fn headers(&self) -> [(&'static str, String); 3] {
         [
