@@ -31,11 +31,12 @@
 //!
 //! - `submission` counts submissions of this order, from 1; it grows only when an operator
 //!   sends again an order the warehouse refused (or answered out of stock). Retries repeat the
-//!   same bytes under the same key: the document is built from the order body stored when the
-//!   round's first attempt was claimed, so an edit in Shopify between two attempts does not
-//!   change them (the order's stock claim stays what that document asks for). When the order
-//!   leaves ready and comes back (a hold and a release, a re-drive after transient failures),
-//!   a new round starts: same key, fresh schedule, the document rebuilt from the latest body.
+//!   same bytes under the same key: the document is built when the round's first attempt is
+//!   claimed and kept with the order until the round ends, so an edit in Shopify between two
+//!   attempts does not change them (the order's stock claim stays what that document asks for).
+//!   When the order leaves ready and comes back (a hold and a release, a re-drive after
+//!   transient failures), a new round starts: same key, fresh schedule, the document rebuilt
+//!   from the order's latest version.
 //!   The warehouse must treat a repeated key as the same order whatever the body says.
 //! - `sku`, `code` and every address field may be `null`; `shipping_address` is `null` for
 //!   orders that need no shipping. Every key is always present. Receivers should ignore

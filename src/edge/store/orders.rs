@@ -45,8 +45,8 @@ pub struct OrderRow {
 
 const ORDER_COLUMNS: &str = "shop, order_id, order_name, state, reason, segment, rules_version, risk_level, \
     risk_at_ms, order_created_ms, created_ms, order_updated_ms, event_triggered_ms, submitted_ms, \
-    (submission_document IS NOT NULL OR submission_delivery_id IS NOT NULL) AS document_fixed, seq, submission, attempts, attempt_base, lease_until, lease_id, \
-    next_attempt_ms, cancel_state, cancel_attempts";
+    (submission_document IS NOT NULL OR submission_delivery_id IS NOT NULL) AS document_fixed, seq, submission, \
+    attempts, attempt_base, lease_until, lease_id, next_attempt_ms, cancel_state, cancel_attempts";
 
 impl OrderRow {
     /// True while an attempt holds the order.
