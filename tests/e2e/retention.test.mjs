@@ -243,3 +243,27 @@ test('privacy after the purge: a data request finds the order by its customer id
   for (const [k, v] of Object.entries(row)) assert.equal(v, null, `orders.${k} after customers/redact`);
   assert.equal(await c.stateOf(o.id), 'hold/inventory', 'the order itself stays');
 });
+
+test('shop/redact empties every personal column of the shop\'s orders, open ones included, and touches no other shop', async () => {
+  const other = 'second-shop.myshopify.com';
+  const mine = richOrder(`SKU-RET-SHOP-${Date.now()}`);
+  const theirs = richOrder(`SKU-RET-SHOP-${Date.now()}`);
+  await sendOk(mine.raw);
+  await sendOk(theirs.raw, { shop: other });
+  assert.equal(await c.stateOf(theirs.id, other), 'hold/inventory');
+  const request = `{"shop_domain":"${other}","customer":{"id":1},"orders_requested":[${theirs.id}],"data_request":{"id":4242}}`;
+  assert.equal((await c.send(request, { shop: other, topic: 'customers/data_request' })).status, 200);
+  const personal = `customer_id, email_hash, ship_name, ship_first_name, ship_last_name, ship_address1, ship_address2,
+    ship_city, ship_zip, ship_province_code, ship_country_code, billing_country, submission_document`;
+  const [before] = await stack.sql(`SELECT ${personal} FROM orders WHERE shop = '${other}' AND order_id = '${theirs.id}'`);
+  assert.ok(before.ship_name && before.customer_id && before.email_hash, 'held while the order is open');
+
+  assert.equal((await c.send(`{"shop_id":1,"shop_domain":"${other}"}`, { shop: other, topic: 'shop/redact' })).status, 200);
+  const [after] = await stack.sql(`SELECT ${personal} FROM orders WHERE shop = '${other}' AND order_id = '${theirs.id}'`);
+  for (const [k, v] of Object.entries(after)) assert.equal(v, null, `orders.${k} after shop/redact`);
+  assert.equal((await stack.sql(`SELECT COUNT(*) AS n FROM delivery_bodies WHERE shop = '${other}'`))[0].n, 0);
+  assert.equal((await stack.sql(`SELECT COUNT(*) AS n FROM privacy_requests WHERE shop = '${other}'`))[0].n, 0);
+  assert.equal(await c.stateOf(theirs.id, other), 'hold/inventory', 'the order itself stays');
+  const [kept] = await stack.sql(`SELECT ship_name, customer_id FROM orders WHERE shop = '${SHOP}' AND order_id = '${mine.id}'`);
+  assert.ok(kept.ship_name && kept.customer_id, 'the other shop keeps its own');
+});
