@@ -3,7 +3,8 @@
 //! verdicts, re-sends, re-drives and later updates never need the raw body, which is purged
 //! after `BODY_RETENTION_DAYS` whatever the order's state.
 //!
-//! [`Inputs::of`] takes them from a parsed order; [`Inputs::to_order`] rebuilds an [`Order`]
+//! [`Inputs::of`] and [`lines_param`] take them from a parsed order; [`Inputs::to_order`]
+//! rebuilds an [`Order`]
 //! that the rules decide the same way and that gives a byte-identical warehouse document (the
 //! tests below prove both, over generated orders).
 //!
@@ -83,13 +84,13 @@ fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 }
 
 impl Inputs {
-    /// The columns for a parsed order.
-    pub fn of(o: &Order) -> (Inputs, Vec<Line>) {
+    /// The `orders` columns for a parsed order (its lines go through [`lines_param`]).
+    pub fn of(o: &Order) -> Inputs {
         let ship = o.shipping_address.as_ref();
         let part = |f: fn(&Address) -> &Option<String>| ship.and_then(|a| f(a).clone());
         let methods: Vec<(Option<&str>, Option<&str>)> =
             o.shipping_lines.iter().map(|s| (s.title.as_deref(), s.code.as_deref())).collect();
-        let inputs = Inputs {
+        Inputs {
             order_name: Some(o.name.clone()),
             customer_id: o.customer_id.as_ref().map(|c| c.0.clone()),
             has_email: o.email.is_some(),
@@ -113,20 +114,7 @@ impl Inputs {
             ship_methods: serde_json::to_string(&methods).unwrap_or_else(|_| "[]".into()),
             order_created_ms: o.created_at_ms,
             order_cancelled_ms: o.cancelled_at_ms,
-        };
-        let lines = o
-            .line_items
-            .iter()
-            .map(|l| Line {
-                line_item_id: l.id.as_ref().map(|i| i.0.clone()),
-                sku: l.sku.clone(),
-                quantity: l.quantity,
-                fulfillable_quantity: l.fulfillable_quantity,
-                requires_shipping: l.requires_shipping,
-                title: l.title.clone(),
-            })
-            .collect();
-        (inputs, lines)
+        }
     }
 
     /// The order the rules and the warehouse document read, rebuilt from the columns.
@@ -202,16 +190,17 @@ impl Inputs {
     }
 }
 
-/// The lines as one compact JSON parameter, `[[line_item_id, sku, quantity,
+/// An order's lines as one compact JSON parameter, `[[line_item_id, sku, quantity,
 /// fulfillable_quantity, requires_shipping (0/1), title], ...]`, which one SQL statement
 /// spreads into `order_lines` rows with `json_each` (ids stay strings: they pass 2^53).
-pub fn lines_param(lines: &[Line]) -> String {
+/// Written straight from the parsed lines: nothing is copied on the webhook path.
+pub fn lines_param(items: &[LineItem]) -> String {
     type Row<'a> = (Option<&'a str>, Option<&'a str>, i64, Option<i64>, u8, &'a str);
-    let rows: Vec<Row<'_>> = lines
+    let rows: Vec<Row<'_>> = items
         .iter()
         .map(|l| {
             (
-                l.line_item_id.as_deref(),
+                l.id.as_ref().map(|i| i.0.as_str()),
                 l.sku.as_deref(),
                 l.quantity,
                 l.fulfillable_quantity,
@@ -241,9 +230,9 @@ mod tests {
 
     /// What a stored line round-trips through: the lines parameter, read back the way
     /// `json_each` hands each row to SQLite.
-    fn through_param(lines: &[Line]) -> Vec<Line> {
+    fn through_param(items: &[LineItem]) -> Vec<Line> {
         type Row = (Option<String>, Option<String>, i64, Option<i64>, u8, String);
-        let rows: Vec<Row> = serde_json::from_str(&lines_param(lines)).unwrap();
+        let rows: Vec<Row> = serde_json::from_str(&lines_param(items)).unwrap();
         rows.into_iter()
             .map(|(id, sku, q, fq, rs, title)| Line {
                 line_item_id: id,
@@ -258,14 +247,14 @@ mod tests {
 
     /// Order → columns (as D1 returns them: JSON with numbers for flags) → order.
     fn round_trip(o: &Order) -> Order {
-        let (inputs, lines) = Inputs::of(o);
+        let inputs = Inputs::of(o);
         let mut row = serde_json::to_value(&inputs).unwrap();
         for k in ["has_email", "ship_present"] {
             row[k] = serde_json::json!(u8::from(row[k].as_bool().unwrap()));
         }
         let back: Inputs = serde_json::from_value(row).unwrap();
         assert_eq!(back, inputs);
-        back.to_order(&o.id.0, o.updated_at_ms, &through_param(&lines))
+        back.to_order(&o.id.0, o.updated_at_ms, &through_param(&o.line_items))
     }
 
     /// Every decision input the edge passes, for both orders: the same decision, and the
@@ -314,7 +303,7 @@ mod tests {
 
     #[test]
     fn personal_parts_are_dropped_and_the_rest_kept() {
-        let (inputs, _) = Inputs::of(&parse_order(FIXTURE).unwrap());
+        let inputs = Inputs::of(&parse_order(FIXTURE).unwrap());
         let kept = inputs.clone().without_personal();
         assert_eq!((kept.ship_name, kept.ship_address1, kept.billing_country), (None, None, None));
         assert_eq!(kept.customer_id, inputs.customer_id);

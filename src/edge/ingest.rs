@@ -197,6 +197,7 @@ async fn attempt(
                 early_risk: true,
                 webhook_id: Some(&d.webhook_id),
                 inputs: body_order.is_none(),
+                line_stock: body_order.is_none(),
                 other_shop: true,
                 ..ReadPlan::default()
             };

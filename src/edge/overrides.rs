@@ -78,7 +78,9 @@ pub async fn apply_operator(
     let m = edge.matrix().map_err(|e| ApiError::new(500, "matrix_invalid", e))?;
     // One read: the row, its claims, its typed inputs and the stock its lines name. A release
     // re-runs the rules on the order rebuilt from them; force-ready claims stock for it.
-    let reads = store.order_reads(shop, order_id, &ReadPlan { inputs: true, ..ReadPlan::default() }).await?;
+    let reads = store
+        .order_reads(shop, order_id, &ReadPlan { inputs: true, line_stock: true, ..ReadPlan::default() })
+        .await?;
     let Some(row) = reads.row.clone() else {
         return Err(ApiError::new(404, "order_not_found", "no such order"));
     };

@@ -126,11 +126,16 @@ pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResu
             (rec.key.updated_at_ms, rec.key.triggered_at_ms) > key
         });
         let done = matches!(rec.state, State::Submitted | State::Fulfilled | State::Cancelled);
-        let inputs = c.body_order.filter(|_| moved || newer).map(|o| {
-            let (i, lines) = Inputs::of(o);
-            (if done { i.without_personal() } else { i }, lines)
+        let written = c.body_order.filter(|_| moved || newer);
+        let inputs = written.map(|o| {
+            let i = Inputs::of(o);
+            if done {
+                i.without_personal()
+            } else {
+                i
+            }
         });
-        let order_cols = c.body_order.zip(inputs.as_ref()).map(|(o, (i, _))| OrderCols {
+        let order_cols = written.zip(inputs.as_ref()).map(|(o, i)| OrderCols {
             email_hash: c.email_hash,
             paid: o.financial_status.as_deref() == Some("paid"),
             inputs: i,
@@ -162,8 +167,8 @@ pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResu
             }),
             order: order_cols,
         })?);
-        if let Some((_, lines)) = &inputs {
-            out.extend(store.write_lines(c.shop, c.order_id, lines, c.prior.is_some())?);
+        if let Some(o) = written {
+            out.extend(store.write_lines(c.shop, c.order_id, &o.line_items, c.prior.is_some())?);
         }
         let mut lifecycle = c.lifecycle;
         if applied.cancel_downstream {

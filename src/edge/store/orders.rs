@@ -9,7 +9,7 @@ use worker::D1PreparedStatement;
 use super::{decode_body, n, opt, s, BodyRow, Store, StoreResult};
 use crate::core::inputs::{lines_param, Inputs, Line};
 use crate::core::lifecycle::AttemptView;
-use crate::core::order::{parse_order, Order};
+use crate::core::order::{parse_order, LineItem, Order};
 use crate::core::types::{CancelState, Mode, Reason, State};
 
 /// The `orders` columns the edge works with (the API's view is [`super::OrderFull`]).
@@ -125,9 +125,10 @@ pub struct ReadPlan<'a> {
     pub lane_mode: bool,
     /// Whether this delivery (shop, webhook id) is already recorded.
     pub webhook_id: Option<&'a str>,
-    /// The order's typed inputs (its lines, this round's document), and stock for the SKUs
-    /// its lines name.
+    /// The order's typed inputs (its lines, this round's document).
     pub inputs: bool,
+    /// Stock for the SKUs the order's stored lines name.
+    pub line_stock: bool,
     /// Whether the order id is stored under another shop.
     pub other_shop: bool,
 }
@@ -317,7 +318,7 @@ impl Store {
             )?);
         }
         let stock_from = statements.len();
-        if plan.inputs {
+        if plan.line_stock {
             // The SKUs of the order's lines, read by SQLite itself so a verdict or a release
             // takes one round trip (from the legacy body for rows without typed inputs).
             statements.push(self.stmt(
@@ -757,7 +758,7 @@ impl Store {
         &self,
         shop: &str,
         order_id: &str,
-        lines: &[Line],
+        lines: &[LineItem],
         replace: bool,
     ) -> StoreResult<Vec<D1PreparedStatement>> {
         let mut out = Vec::new();
