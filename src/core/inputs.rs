@@ -69,18 +69,29 @@ pub struct Line {
     pub title: String,
 }
 
-/// D1 returns booleans as numbers.
+/// D1 returns booleans as numbers. A plain visitor: serde's untagged enums buffer their input
+/// and cost wasm size for nothing here.
 fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum F {
-        B(bool),
-        N(i64),
+    struct Flag;
+    impl serde::de::Visitor<'_> for Flag {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a boolean or 0/1")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<bool, E> {
+            Ok(v != 0)
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<bool, E> {
+            Ok(v != 0)
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<bool, E> {
+            Ok(v != 0.0)
+        }
     }
-    Ok(match F::deserialize(d)? {
-        F::B(b) => b,
-        F::N(n) => n != 0,
-    })
+    d.deserialize_any(Flag)
 }
 
 impl Inputs {
