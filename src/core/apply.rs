@@ -72,8 +72,8 @@ pub struct OrderRecord {
     /// The warehouse has been asked to cancel (once per order).
     #[serde(default)]
     pub cancel_requested: bool,
-    /// An attempt of this round has been claimed: the document (built from the body stored at
-    /// the first claim) and the claims it matches stay as they are until the order leaves ready.
+    /// An attempt of this round has been claimed: the document (built at the first claim and
+    /// kept) and the claims it matches stay as they are until the order leaves ready.
     #[serde(default)]
     pub document_fixed: bool,
     pub rules_version: String,
@@ -100,8 +100,8 @@ pub struct RouteEnv<'a> {
 pub enum Incoming<'a> {
     /// Any order topic: the body is the full order.
     Order { topic: Topic, order: &'a Order },
-    /// `orders/risk_assessment_changed`, with the latest stored order body if there is one
-    /// (needed to re-run the rules with the verdict).
+    /// `orders/risk_assessment_changed`, with the stored order (rebuilt from its typed inputs)
+    /// if there is one (needed to re-run the rules with the verdict).
     Risk { event: &'a RiskEvent, order: Option<&'a Order> },
 }
 
@@ -312,7 +312,7 @@ fn apply_risk(
     }
 }
 
-/// Applies an operator, downstream or segment action. `rerun` (the latest order body and
+/// Applies an operator, downstream or segment action. `rerun` (the latest stored order and
 /// the routing environment) is needed by `OperatorRelease`, which re-runs the rules, and
 /// lets `OperatorForceReady` compute the stock to claim. The answers to an attempt
 /// ([`Action::ends_attempt`]) end it: claims it kept while the order moved are settled.

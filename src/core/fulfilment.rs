@@ -31,11 +31,12 @@
 //!
 //! - `submission` counts submissions of this order, from 1; it grows only when an operator
 //!   sends again an order the warehouse refused (or answered out of stock). Retries repeat the
-//!   same bytes under the same key: the document is built from the order body stored when the
-//!   round's first attempt was claimed, so an edit in Shopify between two attempts does not
-//!   change them (the order's stock claim stays what that document asks for). When the order
-//!   leaves ready and comes back (a hold and a release, a re-drive after transient failures),
-//!   a new round starts: same key, fresh schedule, the document rebuilt from the latest body.
+//!   same bytes under the same key: the document is built when the round's first attempt is
+//!   claimed and kept with the order until the round ends, so an edit in Shopify between two
+//!   attempts does not change them (the order's stock claim stays what that document asks for).
+//!   When the order leaves ready and comes back (a hold and a release, a re-drive after
+//!   transient failures), a new round starts: same key, fresh schedule, the document rebuilt
+//!   from the order's latest version.
 //!   The warehouse must treat a repeated key as the same order whatever the body says.
 //! - `sku`, `code` and every address field may be `null`; `shipping_address` is `null` for
 //!   orders that need no shipping. Every key is always present. Receivers should ignore
@@ -153,6 +154,13 @@ pub struct DocumentMeta<'a> {
     pub submission: u32,
 }
 
+impl DocumentMeta<'_> {
+    /// The submission's `Idempotency-Key`.
+    pub fn idempotency_key(&self) -> String {
+        idempotency_key(self.shop, self.order_id, self.submission)
+    }
+}
+
 impl FulfilmentRequest {
     /// The warehouse document for an order: the lines still to ship and where to.
     pub fn from_order(order: &super::order::Order, meta: &DocumentMeta<'_>) -> FulfilmentRequest {
@@ -214,9 +222,7 @@ impl FulfilmentRequest {
 
     /// Body plus the headers to send with it, signed under `secret`.
     pub fn signed(&self, secret: &[u8]) -> Result<SignedRequest, FulfilmentError> {
-        let body = self.to_body()?;
-        let signature = signature(secret, &body);
-        Ok(SignedRequest { idempotency_key: self.idempotency_key(), signature, body })
+        Ok(SignedRequest::sign(self.to_body()?, self.idempotency_key(), secret))
     }
 }
 
@@ -230,6 +236,11 @@ pub struct SignedRequest {
 }
 
 impl SignedRequest {
+    /// `body` as it is, signed under `secret`, sent under `idempotency_key`.
+    pub fn sign(body: Vec<u8>, idempotency_key: String, secret: &[u8]) -> SignedRequest {
+        SignedRequest { idempotency_key, signature: signature(secret, &body), body }
+    }
+
     /// The request headers, in send order.
     pub fn headers(&self) -> [(&'static str, String); 3] {
         [

@@ -93,9 +93,8 @@ async fn requeue_overdue(edge: &Edge, now: i64) -> StepResult {
 }
 
 /// Raw bodies older than `BODY_RETENTION_DAYS` are deleted, a page at a time (at most
-/// `PURGE_PAGES` pages a run; the rest waits for the next run), except those an open order
-/// still needs: its latest body (a release re-runs the rules on it) and its current
-/// submission's document.
+/// `PURGE_PAGES` pages a run; the rest waits for the next run), whatever the state of their
+/// orders: later paths read the orders' typed inputs (`core::inputs`).
 async fn purge_bodies(edge: &Edge, now: i64) -> StepResult {
     let cutoff = now - edge.settings.body_retention_ms;
     let mut purged = 0;

@@ -17,12 +17,15 @@ use worker::{Delay, Message, MessageBatch, MessageExt, QueueRetryOptionsBuilder}
 use super::context::{now_ms, random_id, random_unit, Edge};
 use super::outbound;
 use super::queue::enqueue;
-use super::store::{AttemptEnd, DeadLetter, LeaseOp, Lifecycle, OrderReads, OrderRow, ReadPlan, StoreError};
+use super::store::{
+    AttemptEnd, DeadLetter, DocumentOp, LeaseOp, Lifecycle, OrderReads, OrderRow, ReadPlan, StoreError,
+};
 use super::writer::{self, Change};
 use crate::core::apply::{apply_action, Action, Applied};
-use crate::core::fulfilment::{CancelRequest, DocumentMeta, FulfilmentRequest, QueueMessage, RequestKind};
+use crate::core::fulfilment::{
+    CancelRequest, DocumentMeta, FulfilmentRequest, QueueMessage, RequestKind, SignedRequest,
+};
 use crate::core::lifecycle::{self, Claim};
-use crate::core::order::parse_order;
 use crate::core::retry::{self, Class, DeadLetterCause, Outcome, Step};
 use crate::core::types::{CancelState, Mode, State};
 
@@ -124,7 +127,12 @@ async fn process(edge: &Edge, raw: &str) -> Result<Disposition, Retry> {
         }
     };
     let cancel = msg.kind == RequestKind::Cancel;
-    let plan = ReadPlan { attempt_of_cancel: Some(cancel), lane_mode: !cancel, ..ReadPlan::default() };
+    let plan = ReadPlan {
+        attempt_of_cancel: Some(cancel),
+        lane_mode: !cancel,
+        inputs: !cancel,
+        ..ReadPlan::default()
+    };
     let reads = edge.store.order_reads(&msg.shop, &msg.order_id, &plan).await?;
     let Some(row) = reads.row.as_ref() else {
         worker::console_warn!("fulfilment message for unknown order {}:{}", msg.shop, msg.order_id);
@@ -155,23 +163,48 @@ async fn process(edge: &Edge, raw: &str) -> Result<Disposition, Retry> {
             return hold_for_mode(edge, row, &reads, mode, now).await;
         }
     }
+    let document = (!cancel).then(|| document(row, &reads));
     let lease = random_id();
-    if !claim(edge, row, &reads, &msg, &lease, now).await? {
+    if !claim(edge, row, &reads, &msg, &lease, document.as_ref(), now).await? {
         // Another writer moved the order first: look at it again.
         return Ok(Disposition::Wait(1));
     }
-    let sent = send(edge, row, &msg, now).await;
+    let sent = send(edge, row, &msg, document.as_ref(), now).await;
     finish(edge, &msg, &lease, &sent).await
 }
 
+/// This round's warehouse document: the one fixed at its first claim, else built now from
+/// the order's typed inputs (rows from before them: from the stored body while it lasts).
+/// `Err` says why there is none; the attempt then dead-letters for a person.
+fn document(row: &OrderRow, reads: &OrderReads) -> Result<String, String> {
+    let stored = reads.stored.as_ref();
+    if let Some(d) = stored.and_then(|s| s.document.clone()) {
+        return Ok(d);
+    }
+    let Some(order) = stored.and_then(|s| s.document_order(row)) else {
+        return Err("the order has no typed inputs and its stored body is gone (purged or erased)".into());
+    };
+    let meta = DocumentMeta {
+        shop: &row.shop,
+        order_id: &row.order_id,
+        order_name: row.order_name.as_deref(),
+        lane: &row.segment,
+        rules_version: &row.rules_version,
+        submission: row.submission_no(),
+    };
+    let body = FulfilmentRequest::from_order(&order, &meta).to_body().map_err(|e| e.to_string())?;
+    String::from_utf8(body).map_err(|_| "the document is not UTF-8".to_string())
+}
+
 /// Claims the attempt: the lease, the attempt counter and row, and (for a submission) the
-/// body its document is built from, as one guarded write. False when another writer won.
+/// round's document, as one guarded write. False when another writer won.
 async fn claim(
     edge: &Edge,
     row: &OrderRow,
     reads: &OrderReads,
     msg: &QueueMessage,
     lease: &str,
+    document: Option<&Result<String, String>>,
     now: i64,
 ) -> Result<bool, Retry> {
     let store = &edge.store;
@@ -191,7 +224,7 @@ async fn claim(
         attempts: Some(attempt),
         // If this consumer dies, the cron finds the order once the lease is over.
         next_attempt_ms: Some(Some(until)),
-        document: Some(true),
+        document: document.and_then(|d| d.as_deref().ok()).map(DocumentOp::Fix),
         ..Lifecycle::default()
     });
     let mut statements = writer::statements(store, &change, &applied)?;
@@ -206,11 +239,17 @@ async fn claim(
 /// What one attempt produced.
 enum Sent {
     Answer(Outcome),
-    /// The order cannot be turned into a document (body erased or unreadable): needs a person.
+    /// The order cannot be turned into a document (no typed inputs and no body): needs a person.
     Unbuildable(String),
 }
 
-async fn send(edge: &Edge, row: &OrderRow, msg: &QueueMessage, claimed_ms: i64) -> Sent {
+async fn send(
+    edge: &Edge,
+    row: &OrderRow,
+    msg: &QueueMessage,
+    document: Option<&Result<String, String>>,
+    claimed_ms: i64,
+) -> Sent {
     let s = &edge.settings;
     let (Some(url), Some(secret)) = (s.fulfilment_url.as_deref(), s.fulfilment_secret.as_deref()) else {
         return Sent::Answer(Outcome::Network("FULFILMENT_URL or FULFILMENT_SECRET is not set".into()));
@@ -223,24 +262,14 @@ async fn send(edge: &Edge, row: &OrderRow, msg: &QueueMessage, claimed_ms: i64) 
         rules_version: &row.rules_version,
         submission: row.submission_no(),
     };
-    let signed = match msg.kind {
-        RequestKind::Cancel => CancelRequest::new(&meta).signed(secret.as_bytes()),
-        RequestKind::Submit => {
-            // The body frozen at the submission's first claim: retries repeat the same bytes.
-            let Some(id) = row.submission_delivery_id.or(row.payload_delivery_id) else {
-                return Sent::Unbuildable("no stored body for this order".into());
-            };
-            let body = match edge.store.body(id).await {
-                Ok(Some(b)) => b,
-                Ok(None) => return Sent::Unbuildable("the order's stored body is gone (erased?)".into()),
-                Err(e) => return Sent::Answer(Outcome::Network(format!("reading the order failed: {e:?}"))),
-            };
-            let order = match parse_order(&body) {
-                Ok(o) => o,
-                Err(e) => return Sent::Unbuildable(format!("stored order unreadable: {}", e.code())),
-            };
-            FulfilmentRequest::from_order(&order, &meta).signed(secret.as_bytes())
+    let signed = match (msg.kind, document) {
+        (RequestKind::Cancel, _) => CancelRequest::new(&meta).signed(secret.as_bytes()),
+        // The round's document, fixed at its first claim: retries repeat the same bytes.
+        (RequestKind::Submit, Some(Ok(doc))) => {
+            Ok(SignedRequest::sign(doc.as_bytes().to_vec(), meta.idempotency_key(), secret.as_bytes()))
         }
+        (RequestKind::Submit, Some(Err(why))) => return Sent::Unbuildable(why.clone()),
+        (RequestKind::Submit, None) => return Sent::Unbuildable("no document".into()),
     };
     let signed = match signed {
         Ok(s) => s,

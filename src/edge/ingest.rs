@@ -5,7 +5,7 @@
 //!
 //! Round trips: a fresh `orders/create` skips the read (one batch, its guess checked by guards
 //! in the batch); any other delivery reads once (order, claims, stock, an earlier verdict, the
-//! stored body for a verdict, and whether it is a repeat) and writes once. The lane mode comes
+//! order's typed inputs for a verdict, and whether it is a repeat) and writes once. The lane mode comes
 //! from this isolate's copy of KV (`memo`).
 
 use std::collections::BTreeMap;
@@ -151,7 +151,7 @@ fn guess<'a>(o: &Order, lane: &Lane, hash: Option<&'a str>, now_ms: i64) -> (Ord
         last_attempt: None,
         recorded_mode: None,
         duplicate: false,
-        stored_body: None,
+        stored: None,
         other_shop: false,
     };
     (reads, Guess { email, stock: facts })
@@ -171,7 +171,7 @@ async fn attempt(
     actor: &str,
 ) -> Result<Recorded, StoreError> {
     let store = &edge.store;
-    // The order the rules run on: the body itself, or for a verdict the latest stored body.
+    // The order the rules run on: the body itself, or for a verdict the stored order.
     let body_order = match parsed {
         Parsed::Order(o) => Some(o),
         Parsed::Risk(_) => None,
@@ -196,7 +196,8 @@ async fn attempt(
                     .map(|(h, v)| (h, now_ms - i64::from(v.window_minutes) * 60_000)),
                 early_risk: true,
                 webhook_id: Some(&d.webhook_id),
-                stored_body: body_order.is_none(),
+                inputs: body_order.is_none(),
+                line_stock: body_order.is_none(),
                 other_shop: true,
                 ..ReadPlan::default()
             };
@@ -213,8 +214,9 @@ async fn attempt(
             (reads, Vec::new())
         }
     };
-    // A verdict re-runs the rules on the stored order (its stock came with the read).
-    let stored_order = reads.stored_body.as_deref().and_then(|b| parse_order(b).ok());
+    // A verdict re-runs the rules on the stored order, rebuilt from its typed inputs (its
+    // stock came with the read).
+    let stored_order = reads.stored.as_ref().zip(reads.row.as_ref()).and_then(|(st, row)| st.order(row));
     let prior = reads.row.as_ref().map(|r| writer::record_from(r, &reads, now_ms));
     let early_risk =
         reads.early_risk_body.as_deref().and_then(|b| parse_risk_event(b).ok()).map(|r| r.risk_level);

@@ -13,7 +13,6 @@ use super::store::{Lifecycle, ReadPlan, StoreError};
 use super::writer::{self, Change};
 use crate::core::apply::{apply_action, Action, RouteEnv};
 use crate::core::lifecycle::KvMode;
-use crate::core::order::parse_order;
 use crate::core::query::{self, QueryError};
 use crate::core::types::{Mode, State};
 
@@ -77,7 +76,11 @@ pub async fn apply_operator(
     let store = &edge.store;
     let now = now_ms();
     let m = edge.matrix().map_err(|e| ApiError::new(500, "matrix_invalid", e))?;
-    let reads = store.order_reads(shop, order_id, &ReadPlan::default()).await?;
+    // One read: the row, its claims, its typed inputs and the stock its lines name. A release
+    // re-runs the rules on the order rebuilt from them; force-ready claims stock for it.
+    let reads = store
+        .order_reads(shop, order_id, &ReadPlan { inputs: true, line_stock: true, ..ReadPlan::default() })
+        .await?;
     let Some(row) = reads.row.clone() else {
         return Err(ApiError::new(404, "order_not_found", "no such order"));
     };
@@ -98,21 +101,8 @@ pub async fn apply_operator(
             current(),
         ));
     }
-    // Release re-runs the rules on the latest body; force-ready claims stock for it.
-    let body = match row.payload_delivery_id {
-        Some(id) => store.body(id).await?,
-        None => None,
-    };
-    let order = body.as_deref().and_then(|b| parse_order(b).ok());
-    let skus: Vec<String> = order
-        .as_ref()
-        .map(|o| o.line_items.iter().filter_map(|l| l.sku.clone()).collect())
-        .unwrap_or_default();
-    let stock = if skus.is_empty() {
-        Default::default()
-    } else {
-        store.order_reads(shop, order_id, &ReadPlan { skus: &skus, ..ReadPlan::default() }).await?.stock
-    };
+    let order = reads.stored.as_ref().and_then(|st| st.order(&row));
+    let stock = &reads.stock;
     let lane =
         order.as_ref().map(|o| m.lane_for(shop, o).name.clone()).unwrap_or_else(|| row.segment.clone());
     let kv = edge.kv_mode(&lane).await.map_err(|e| {
@@ -133,7 +123,7 @@ pub async fn apply_operator(
         KvMode::Unset => None,
         KvMode::Invalid => Some(Mode::Manual),
     };
-    let env = RouteEnv { matrix: m, shop, stock: &stock, email_orders_in_window: 1, mode, risk: None };
+    let env = RouteEnv { matrix: m, shop, stock, email_orders_in_window: 1, mode, risk: None };
     let rec = writer::record_from(&row, &reads, now);
     let applied = apply_action(&rec, action, order.as_ref().map(|o| (o, &env)), now);
     if !applied.applied() {

@@ -78,7 +78,7 @@ pub async fn handle(mut req: Request, env: &Env) -> Response {
 }
 
 /// `Server-Timing` with what the delivery cost in storage round trips, e.g.
-/// `d1;desc="1 batch, 5 statements", kv;desc="0 reads"`: visible in any HTTP client, and what
+/// `d1;desc="1 batch, 6 statements", kv;desc="0 reads"`: visible in any HTTP client, and what
 /// the tests hold the common path to.
 fn with_cost(mut resp: Response, edge: &Edge) -> Response {
     let (trips, statements) = edge.store.cost();

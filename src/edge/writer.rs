@@ -6,9 +6,11 @@
 use worker::D1PreparedStatement;
 
 use super::store::{
-    AuditRow, DecisionCols, Lifecycle, OrderCols, OrderReads, OrderRow, OrderWrite, Store, StoreResult,
+    AuditRow, DecisionCols, DocumentOp, Lifecycle, OrderCols, OrderReads, OrderRow, OrderWrite, Store,
+    StoreResult,
 };
 use crate::core::apply::{Applied, OrderRecord, OrderingKey};
+use crate::core::inputs::Inputs;
 use crate::core::order::{Order, RiskLevel};
 use crate::core::shopify::{self, Desired};
 use crate::core::types::{CancelState, Reason, State};
@@ -43,7 +45,7 @@ pub fn record_with(
         consigned: consigned.to_vec(),
         in_flight: row.in_flight(now_ms),
         cancel_requested: row.cancel_requested(),
-        document_fixed: row.submission_delivery_id.is_some(),
+        document_fixed: row.document_fixed != 0,
         rules_version: row.rules_version.clone(),
     }
 }
@@ -116,19 +118,27 @@ pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResu
     let fired = dec.map(|x| x.fired_ids().join(",")).unwrap_or_default();
     let new_seq = expected + applied.audit.len() as i64;
     if let Some(rec) = &applied.record {
-        // The latest body is kept whenever the delivery is newer, even when its event does
-        // not apply (an address fix while held for a person): a release re-runs the rules on it.
+        // The latest order is kept whenever the delivery is newer, even when its event does
+        // not apply (an address fix while held for a person): a release re-runs the rules on
+        // its typed inputs. Once the order is done, its personal inputs are not kept.
         let newer = c.prior.is_none_or(|p| {
             let key = (p.order_updated_ms.unwrap_or(0), p.event_triggered_ms.unwrap_or(0));
             (rec.key.updated_at_ms, rec.key.triggered_at_ms) > key
         });
-        let order_cols = c.body_order.filter(|_| moved || newer).map(|o| OrderCols {
-            order_name: &o.name,
-            financial_status: o.financial_status.as_deref(),
+        let done = matches!(rec.state, State::Submitted | State::Fulfilled | State::Cancelled);
+        let written = c.body_order.filter(|_| moved || newer);
+        let inputs = written.map(|o| {
+            let i = Inputs::of(o);
+            if done {
+                i.without_personal()
+            } else {
+                i
+            }
+        });
+        let order_cols = written.zip(inputs.as_ref()).map(|(o, i)| OrderCols {
             email_hash: c.email_hash,
-            total_cents: o.total_price_cents,
-            currency: o.currency.as_deref(),
             paid: o.financial_status.as_deref() == Some("paid"),
+            inputs: i,
         });
         let shadow = dec.and_then(|x| x.shadow);
         out.push(store.write_order(&OrderWrite {
@@ -157,6 +167,9 @@ pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResu
             }),
             order: order_cols,
         })?);
+        if let Some(o) = written {
+            out.extend(store.write_lines(c.shop, c.order_id, &o.line_items, c.prior.is_some())?);
+        }
         let mut lifecycle = c.lifecycle;
         if applied.cancel_downstream {
             lifecycle.cancel_state = Some(CancelState::Requested);
@@ -164,8 +177,8 @@ pub fn statements(store: &Store, c: &Change<'_>, applied: &Applied) -> StoreResu
         }
         lifecycle.accepted |= rec.submitted && c.prior.is_none_or(|p| p.submitted_ms.is_none());
         // The round's document is released when the core says the round is over.
-        if !rec.document_fixed && c.prior.is_some_and(|p| p.submission_delivery_id.is_some()) {
-            lifecycle.document.get_or_insert(false);
+        if !rec.document_fixed && c.prior.is_some_and(|p| p.document_fixed != 0) {
+            lifecycle.document.get_or_insert(DocumentOp::Release);
         }
         if let Some(st) = store.write_lifecycle(c.shop, c.order_id, new_seq, c.now_ms, &lifecycle)? {
             out.push(st);

@@ -47,14 +47,16 @@ const count = async (sql) => (await stack.sql(sql))[0].n;
 const modeChanges = () => count("SELECT COUNT(*) AS n FROM audit_log WHERE event = 'mode_changed' AND segment = 'default'");
 const line = (sku, quantity = 1) => ({ lines: [{ sku, quantity }] });
 
-test('common path: a fresh order costs one D1 batch of 5 statements and no KV read, and is recorded', async () => {
+// 6 statements: guard, delivery, body, order, its lines (one INSERT ... FROM json_each, so the
+// typed inputs later paths read survive the body's purge), audit row.
+test('common path: a fresh order costs one D1 batch of 6 statements and no KV read, and is recorded', async () => {
   const warm = await sendOk(orderJson().raw);
   assert.equal(cost(warm).batches, 1, 'even the first fresh order of the isolate is one batch');
   const o = orderJson();
   const webhookId = `cost-${o.id}`;
   const r = await sendOk(o.raw, { webhookId });
   assert.equal(r.body.status, 'accepted');
-  assert.deepEqual(cost(r), { batches: 1, statements: 5, kvReads: 0 });
+  assert.deepEqual(cost(r), { batches: 1, statements: 6, kvReads: 0 });
 
   assert.equal(await c.stateOf(o.id), 'hold/manual', 'the default lane starts in manual');
   const row = await c.orderRow(o.id);
@@ -63,6 +65,8 @@ test('common path: a fresh order costs one D1 batch of 5 statements and no KV re
   assert.equal(await count(`SELECT COUNT(*) AS n FROM delivery_bodies b JOIN deliveries d ON d.id = b.delivery_id
     WHERE d.webhook_id = '${webhookId}'`), 1);
   assert.equal(row.payload_delivery_id, (await stack.sql(`SELECT id FROM deliveries WHERE webhook_id = '${webhookId}'`))[0].id);
+  assert.equal(await count(`SELECT COUNT(*) AS n FROM orders WHERE order_id = '${o.id}' AND inputs_v = 1`), 1, 'typed inputs written');
+  assert.equal(await count(`SELECT COUNT(*) AS n FROM order_lines WHERE order_id = '${o.id}'`), 1, 'its line, in the same batch');
   assert.equal(await count(`SELECT COUNT(*) AS n FROM audit_log WHERE shop = '${SHOP}' AND order_id = '${o.id}'`), 1);
 
   // The unchanged mode is noted at most once a minute: two more fresh orders write none.
@@ -71,7 +75,7 @@ test('common path: a fresh order costs one D1 batch of 5 statements and no KV re
     const next = await sendOk(orderJson().raw);
     const k = cost(next);
     assert.equal(k.batches, 1);
-    assert.equal(k.statements, 5, 'no mode statements for an unchanged, recently noted mode');
+    assert.equal(k.statements, 6, 'no mode statements for an unchanged, recently noted mode');
   }
   assert.equal(await modeChanges(), modesBefore, 'no new mode_changed rows');
 });
@@ -89,7 +93,7 @@ test('common path in a released lane: a ready order claims stock in the same sin
     assert.equal(posts.length, 1);
     assert.equal(await c.waitState(o.id, 'submitted'), 'submitted');
     assert.deepEqual(await c.reservations(o.id).then((rs) => rs.map((x) => [x.sku, x.quantity])), [['SKU-COST-A', 1]]);
-    assert.ok(k.statements > 5, `the stock claim adds statements: ${JSON.stringify(k)}`);
+    assert.ok(k.statements > 6, `the stock claim adds statements: ${JSON.stringify(k)}`);
     assert.equal(k.kvReads, 0);
     assert.equal(k.batches, 1, `a ready order is still one D1 round trip: ${r.headers.get('server-timing')}`);
   } finally {

@@ -295,6 +295,10 @@ test('a warehouse echoing the recipient: no name or address in audit_log or atte
   assert.equal(dl.http_status, 400);
   assert.equal(dl.last_error, 'HTTP 400', 'a short code, no response text');
   assert.match(dl.response, /Zelda/, 'the answer is kept only in the dead letter');
+  const [submitted] = await stack.sql(`SELECT ship_name, ship_address1, ship_zip, billing_country, submission_document FROM orders WHERE order_id = '${o.id}'`);
+  assert.deepEqual(Object.values(submitted), [null, null, null, null, null], 'a submitted order keeps no address or document');
+  const [open] = await stack.sql(`SELECT ship_name, customer_id FROM orders WHERE order_id = '${refused.id}'`);
+  assert.ok(open.ship_name && open.customer_id, 'an open order keeps what a re-drive needs until redacted');
 
   // A body for the same order that could not be read is held for review, with no ids in its columns.
   const unreadable = `{"id":${refused.id},"customer":{"id":424242,"first_name":"Zelda"},"created_at":"not a date","total_price":"1.00"}`;
@@ -306,6 +310,10 @@ test('a warehouse echoing the recipient: no name or address in audit_log or atte
     'delivery_bodies.body (order bodies)': `SELECT body AS v FROM delivery_bodies WHERE order_id = '${refused.id}'`,
     'delivery_bodies.body (held for review)': "SELECT body AS v FROM delivery_bodies WHERE body LIKE '%Zelda%'",
     'orders.email_hash': `SELECT email_hash AS v FROM orders WHERE order_id = '${refused.id}' AND email_hash IS NOT NULL`,
+    'orders.customer_id': `SELECT customer_id AS v FROM orders WHERE order_id = '${refused.id}' AND customer_id IS NOT NULL`,
+    ...Object.fromEntries(['ship_name', 'ship_first_name', 'ship_last_name', 'ship_address1', 'ship_address2', 'ship_city',
+      'ship_zip', 'ship_province_code', 'ship_country_code', 'billing_country', 'submission_document'].map((col) =>
+      [`orders.${col}`, `SELECT ${col} AS v FROM orders WHERE order_id = '${refused.id}' AND ${col} IS NOT NULL`])),
     'dead_letters.response': `SELECT response AS v FROM dead_letters WHERE order_id = '${refused.id}' AND response IS NOT NULL`,
     'dead_letters.last_error': `SELECT last_error AS v FROM dead_letters WHERE order_id = '${refused.id}' AND last_error LIKE '%Zelda%'`,
     'submission_attempts.error': `SELECT error AS v FROM submission_attempts WHERE order_id = '${refused.id}' AND error LIKE '%Zelda%'`,

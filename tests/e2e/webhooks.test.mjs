@@ -183,6 +183,11 @@ test('customers/data_request is recorded, and the merchant can see what orderlan
   assert.deepEqual(one.body.holds.orders.map((o) => o.order.order_id), [orderId]);
   const held = one.body.holds.orders[0];
   assert.ok(held.order.state, 'the order\'s state');
+  // The personal data kept in typed columns: the sample is cancelled, so only its customer
+  // id (and the email hash) stay; no address.
+  assert.equal(held.personal_data.customer_id, customerId);
+  assert.equal(held.personal_data.email_hash_held, 1);
+  assert.equal(held.personal_data.ship_address1, null);
   assert.ok(held.timeline.length > 0, 'its timeline');
   assert.deepEqual(one.body.holds.bodies_held.map((b) => [b.order_id, b.topic]), [[orderId, 'orders/create']]);
   const audit = await stack.sql("SELECT actor, detail FROM audit_log WHERE event = 'privacy_request_viewed'");
@@ -190,14 +195,14 @@ test('customers/data_request is recorded, and the merchant can see what orderlan
   assert.equal((await admin(stack, 'GET', '/privacy/requests/999999')).status, 404);
 });
 
-test('retention: the cron purges raw bodies past BODY_RETENTION_DAYS, keeping only what open orders still need', async () => {
+test('retention: the cron purges every raw body past BODY_RETENTION_DAYS, open orders included; their typed inputs stay', async () => {
   const s = await startStack({ vars: { BODY_RETENTION_DAYS: '0' } });
   try {
     const post = (raw, topic) => deliver(s.url, raw, { secret: SECRET, shop: SHOP, topic });
     const t0 = Date.now() - 60_000;
     const held = orderJson({ createdMs: t0 });
     assert.equal((await post(held.raw, 'orders/create')).body.status, 'accepted');
-    const newer = orderJson({ id: held.id, createdMs: t0, updatedMs: t0 + 1000, tags: 'vip' });
+    const newer = orderJson({ id: held.id, createdMs: t0, updatedMs: t0 + 1000, tags: 'vip', lines: [{ sku: 'SKU-NEWER', quantity: 2 }] });
     assert.equal((await post(newer.raw, 'orders/updated')).body.status, 'accepted');
     const gone = orderJson({ createdMs: t0 });
     assert.equal((await post(gone.raw, 'orders/create')).body.status, 'accepted');
@@ -208,11 +213,15 @@ test('retention: the cron purges raw bodies past BODY_RETENTION_DAYS, keeping on
     assert.equal((await bodies(gone.id)).length, 2);
 
     assert.equal((await fetch(`${s.url}/__scheduled?cron=*/15+*+*+*+*`)).status, 200);
-    const kept = await bodies(held.id);
-    const [{ payload_delivery_id: payload }] = await s.sql(`SELECT payload_delivery_id FROM orders WHERE order_id = '${held.id}'`);
-    assert.deepEqual(kept.map((b) => b.delivery_id), [payload], 'an open order keeps only its latest body');
-    assert.equal(kept[0].body, newer.raw);
-    assert.deepEqual(await bodies(gone.id), [], 'a cancelled order keeps none');
+    assert.deepEqual(await bodies(held.id), [], 'an open order keeps no body past retention');
+    assert.deepEqual(await bodies(gone.id), [], 'nor does a cancelled one');
+    const [row] = await s.sql(`SELECT state, inputs_v, tags, ship_name FROM orders WHERE order_id = '${held.id}'`);
+    assert.deepEqual([row.state, row.inputs_v, row.tags], ['hold', 1, 'vip'], 'the latest version, in typed columns');
+    assert.ok(row.ship_name, 'what the warehouse document needs is kept while the order is open');
+    const lines = await s.sql(`SELECT sku, quantity FROM order_lines WHERE order_id = '${held.id}' ORDER BY position`);
+    assert.deepEqual(lines, [{ sku: 'SKU-NEWER', quantity: 2 }], 'lines replaced by the newer version');
+    const [done] = await s.sql(`SELECT ship_name, ship_address1, billing_country FROM orders WHERE order_id = '${gone.id}'`);
+    assert.deepEqual(done, { ship_name: null, ship_address1: null, billing_country: null }, 'a cancelled order keeps no address');
     assert.equal((await s.sql(`SELECT COUNT(*) AS n FROM deliveries WHERE order_id IN ('${held.id}', '${gone.id}')`))[0].n, 4,
       'the delivery records stay');
   } finally {

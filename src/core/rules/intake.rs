@@ -47,7 +47,7 @@ const ORDER_READERS: &[Reader] = &[
     ("name", NONE, "shown to operators, warehouse document"),
     ("email", VELOCITY, "counted as a keyed hash"),
     ("contact_email", VELOCITY, "when email is blank"),
-    ("customer.id", NONE, "privacy requests find the customer's bodies"),
+    ("customer.id", NONE, "privacy requests find the customer's orders and bodies"),
     ("customer.email", VELOCITY, "when email and contact_email are blank"),
     ("financial_status", PAYMENT, ""),
     ("fulfillment_status", NONE, "fulfilled and partially fulfilled events"),

@@ -156,11 +156,4 @@ impl Store {
             ],
         )
     }
-
-    pub async fn body(&self, delivery_id: i64) -> StoreResult<Option<Vec<u8>>> {
-        let st = self
-            .stmt("SELECT encoding, body FROM delivery_bodies WHERE delivery_id = ?1", &[n(delivery_id)])?;
-        self.count(1);
-        Ok(st.first::<super::BodyRow>(None).await?.and_then(|r| super::decode_body(&r.encoding, r.body)))
-    }
 }

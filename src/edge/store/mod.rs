@@ -12,8 +12,8 @@ mod stock;
 pub use alerts::DeadLetterSeen;
 pub use attempts::{AttemptEnd, DeadLetter};
 pub use orders::{
-    DecisionCols, Guess, LeaseOp, Lifecycle, OrderCols, OrderReads, OrderRow, OrderWrite, ReadPlan,
-    StockGuess,
+    DecisionCols, DocumentOp, Guess, LeaseOp, Lifecycle, OrderCols, OrderReads, OrderRow, OrderWrite,
+    ReadPlan, StockGuess,
 };
 pub use shopify::{Run, MIRROR_GRACE_MS};
 
@@ -197,10 +197,12 @@ impl Store {
 
     /// Erases one customer's personal data in a shop (`customers/redact`): the raw bodies of
     /// the customer and of the listed orders (bodies held for review included, matched by the
-    /// ids inside them), and for those orders the email hash and any warehouse answer text
-    /// kept with attempts and dead letters (the status code stays). Order rows, states and
-    /// the audit log hold no personal data and stay. Run in the delivery's batch, in order:
-    /// the updates find the customer's orders through the bodies the last statements delete.
+    /// ids inside them), and for those orders the personal typed inputs (customer id, shipping
+    /// address, billing country), the round's document, the email hash and any warehouse
+    /// answer text kept with attempts and dead letters (the status code stays). Order rows,
+    /// states, lines and the audit log hold no personal data and stay. Run in the delivery's
+    /// batch, in order: the statements find the customer's orders through the bodies and the
+    /// `orders.customer_id` the later ones erase.
     pub fn erase_customer(
         &self,
         shop: &str,
@@ -209,12 +211,14 @@ impl Store {
     ) -> StoreResult<Vec<D1PreparedStatement>> {
         let ids = serde_json::to_string(order_ids).unwrap_or_else(|_| "[]".into());
         let args = [s(shop), s(customer_id), s(&ids)];
-        // The customer's orders: those listed, and those whose stored bodies carry the customer.
+        // The customer's orders: those listed, those whose stored bodies carry the customer,
+        // and those whose typed inputs do.
         const ORDERS: &str = "(order_id IN (SELECT value FROM json_each(?3)) OR order_id IN \
-            (SELECT order_id FROM delivery_bodies WHERE shop = ?1 AND customer_id = ?2 AND order_id IS NOT NULL))";
+            (SELECT order_id FROM delivery_bodies WHERE shop = ?1 AND customer_id = ?2 AND order_id IS NOT NULL) \
+            OR order_id IN (SELECT order_id FROM orders WHERE shop = ?1 AND customer_id = ?2))";
         let mut out = Vec::new();
         for sql in [
-            format!("UPDATE orders SET email_hash = NULL WHERE shop = ?1 AND {ORDERS}"),
+            format!("UPDATE orders SET {PERSONAL_INPUTS_NULL} WHERE shop = ?1 AND {ORDERS}"),
             format!(
                 "UPDATE dead_letters SET response = NULL, last_error = COALESCE('HTTP ' || http_status, cause) \
                  WHERE shop = ?1 AND {ORDERS}"
@@ -235,6 +239,10 @@ impl Store {
                OR CAST(json_extract(body, '$.id') AS TEXT) IN (SELECT value FROM json_each(?3)) \
                OR CAST(json_extract(body, '$.order_id') AS TEXT) IN (SELECT value FROM json_each(?3)))"
                 .to_string(),
+            // Last: the statements above find orders by it.
+            "UPDATE orders SET customer_id = NULL WHERE shop = ?1 AND (customer_id = ?2 \
+             OR order_id IN (SELECT value FROM json_each(?3)))"
+                .to_string(),
         ] {
             out.push(self.stmt(&sql, &args)?);
         }
@@ -242,17 +250,13 @@ impl Store {
     }
 
     /// Deletes up to `limit` raw bodies of deliveries received before `cutoff_ms`, oldest
-    /// first, except the latest body and the submission document of orders still open.
+    /// first, whatever the state of their orders (later paths read the typed inputs).
     /// Returns how many were deleted.
     pub async fn purge_bodies(&self, cutoff_ms: i64, limit: i64) -> StoreResult<usize> {
         let changes = self
             .batch_changes(vec![self.stmt(
                 "DELETE FROM delivery_bodies WHERE delivery_id IN (SELECT b.delivery_id FROM delivery_bodies b \
                  JOIN deliveries d ON d.id = b.delivery_id WHERE d.received_ms < ?1 \
-                 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payload_delivery_id = b.delivery_id \
-                   AND o.state NOT IN ('submitted', 'fulfilled', 'cancelled')) \
-                 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.submission_delivery_id = b.delivery_id \
-                   AND o.state NOT IN ('submitted', 'fulfilled', 'cancelled')) \
                  ORDER BY b.delivery_id LIMIT ?2)",
                 &[n(cutoff_ms), n(limit)],
             )?])
@@ -264,9 +268,10 @@ impl Store {
     /// (`shop/redact`).
     pub fn erase_shop(&self, shop: &str) -> StoreResult<Vec<D1PreparedStatement>> {
         let mut out = Vec::new();
+        let orders = format!("UPDATE orders SET {PERSONAL_INPUTS_NULL}, customer_id = NULL WHERE shop = ?1");
         for sql in [
             "DELETE FROM delivery_bodies WHERE shop = ?1",
-            "UPDATE orders SET email_hash = NULL WHERE shop = ?1",
+            &orders,
             "UPDATE dead_letters SET response = NULL, last_error = COALESCE('HTTP ' || http_status, cause) WHERE shop = ?1",
             "UPDATE submission_attempts SET error = COALESCE('HTTP ' || http_status, outcome) WHERE shop = ?1 AND error IS NOT NULL",
             "UPDATE cancel_attempts SET error = COALESCE('HTTP ' || http_status, outcome) WHERE shop = ?1 AND error IS NOT NULL",
@@ -281,6 +286,12 @@ impl Store {
         Ok(out)
     }
 }
+
+/// The `orders` columns that can hold a customer's personal data, but `customer_id` (which
+/// the erasure finds orders by), set to NULL.
+const PERSONAL_INPUTS_NULL: &str = "email_hash = NULL, ship_name = NULL, ship_first_name = NULL, \
+    ship_last_name = NULL, ship_address1 = NULL, ship_address2 = NULL, ship_city = NULL, ship_zip = NULL, \
+    ship_province_code = NULL, ship_country_code = NULL, billing_country = NULL, submission_document = NULL";
 
 /// Where a recorded mode comes from (see [`Store::note_mode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

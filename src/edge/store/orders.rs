@@ -7,10 +7,12 @@ use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
 
 use super::{decode_body, n, opt, s, BodyRow, Store, StoreResult};
+use crate::core::inputs::{lines_param, Inputs, Line};
 use crate::core::lifecycle::AttemptView;
+use crate::core::order::{parse_order, LineItem, Order};
 use crate::core::types::{CancelState, Mode, Reason, State};
 
-/// The `orders` columns the edge works with (the API's view is [`super::OrderFull`]).
+/// The `orders` columns the edge works with (the API's view is `ORDER_VIEW_COLUMNS`).
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct OrderRow {
     pub shop: String,
@@ -27,8 +29,9 @@ pub struct OrderRow {
     pub order_updated_ms: Option<i64>,
     pub event_triggered_ms: Option<i64>,
     pub submitted_ms: Option<i64>,
-    pub payload_delivery_id: Option<i64>,
-    pub submission_delivery_id: Option<i64>,
+    /// 1 while this round's document is fixed (`submission_document`, or the body of
+    /// `submission_delivery_id` for rounds fixed before typed inputs).
+    pub document_fixed: i64,
     pub seq: i64,
     pub submission: i64,
     pub attempts: i64,
@@ -42,8 +45,8 @@ pub struct OrderRow {
 
 const ORDER_COLUMNS: &str = "shop, order_id, order_name, state, reason, segment, rules_version, risk_level, \
     risk_at_ms, order_created_ms, created_ms, order_updated_ms, event_triggered_ms, submitted_ms, \
-    payload_delivery_id, submission_delivery_id, seq, submission, attempts, attempt_base, lease_until, lease_id, \
-    next_attempt_ms, cancel_state, cancel_attempts";
+    (submission_document IS NOT NULL OR submission_delivery_id IS NOT NULL) AS document_fixed, seq, submission, \
+    attempts, attempt_base, lease_until, lease_id, next_attempt_ms, cancel_state, cancel_attempts";
 
 impl OrderRow {
     /// True while an attempt holds the order.
@@ -89,8 +92,8 @@ pub struct OrderReads {
     pub recorded_mode: Option<(Mode, i64)>,
     /// The delivery asked about (`ReadPlan::webhook_id`) is already recorded.
     pub duplicate: bool,
-    /// The order's latest stored body (`ReadPlan::stored_body`).
-    pub stored_body: Option<Vec<u8>>,
+    /// The order's typed inputs and current document (`ReadPlan::inputs`).
+    pub stored: Option<StoredOrder>,
     /// The order id is stored under another shop (`ReadPlan::other_shop`).
     pub other_shop: bool,
 }
@@ -122,10 +125,59 @@ pub struct ReadPlan<'a> {
     pub lane_mode: bool,
     /// Whether this delivery (shop, webhook id) is already recorded.
     pub webhook_id: Option<&'a str>,
-    /// The order's latest stored body, and stock for the SKUs its lines name.
-    pub stored_body: bool,
+    /// The order's typed inputs (its lines, this round's document).
+    pub inputs: bool,
+    /// Stock for the SKUs the order's stored lines name.
+    pub line_stock: bool,
     /// Whether the order id is stored under another shop.
     pub other_shop: bool,
+}
+
+/// The `orders` columns that hold an order's typed inputs ([`Inputs`]).
+const INPUT_COLUMNS: &str = "order_name, customer_id, has_email, financial_status, fulfillment_status, source_name, \
+    currency, total_cents, tags, ship_present, ship_name, ship_first_name, ship_last_name, ship_address1, \
+    ship_address2, ship_city, ship_zip, ship_province_code, ship_country_code, billing_country, ship_methods, \
+    order_created_ms, order_cancelled_ms";
+
+/// What later paths rebuild an order from: its typed inputs and lines, this round's fixed
+/// document, and for rows written before typed inputs their stored bodies while they last.
+#[derive(Debug, Default)]
+pub struct StoredOrder {
+    pub inputs: Option<Inputs>,
+    pub lines: Vec<Line>,
+    /// This submission round's document, fixed at its first claim.
+    pub document: Option<String>,
+    legacy_body: Option<Vec<u8>>,
+    legacy_fixed_body: Option<Vec<u8>>,
+}
+
+impl StoredOrder {
+    /// The order the rules re-run on: rebuilt from the typed inputs, else (rows from before
+    /// them) parsed from the latest stored body if it has not been purged yet.
+    pub fn order(&self, row: &OrderRow) -> Option<Order> {
+        match &self.inputs {
+            Some(i) => Some(i.to_order(&row.order_id, row.order_updated_ms, &self.lines)),
+            None => self.legacy_body.as_deref().and_then(|b| parse_order(b).ok()),
+        }
+    }
+
+    /// The order this round's document is built from when none is fixed yet: a legacy
+    /// round's fixed body, else the latest inputs.
+    pub fn document_order(&self, row: &OrderRow) -> Option<Order> {
+        match self.legacy_fixed_body.as_deref() {
+            Some(b) => parse_order(b).ok(),
+            None => self.order(row),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DocRow {
+    document: Option<String>,
+    encoding: Option<String>,
+    body: Option<String>,
+    fixed_encoding: Option<String>,
+    fixed_body: Option<String>,
 }
 
 /// D1 caps bound parameters per statement at 100.
@@ -240,23 +292,42 @@ impl Store {
                 self.stmt("SELECT COUNT(*) AS n FROM orders WHERE order_id = ?2 AND shop != ?1", &key)?,
             );
         }
-        if plan.stored_body {
-            slots.body = Some(statements.len());
+        if plan.inputs {
+            slots.inputs = Some(statements.len());
             statements.push(self.stmt(
-                "SELECT b.encoding, b.body FROM orders o JOIN delivery_bodies b ON b.delivery_id = o.payload_delivery_id \
+                &format!(
+                    "SELECT {INPUT_COLUMNS} FROM orders WHERE shop = ?1 AND order_id = ?2 AND inputs_v IS NOT NULL"
+                ),
+                &key,
+            )?);
+            statements.push(self.stmt(
+                "SELECT line_item_id, sku, quantity, fulfillable_quantity, requires_shipping, title \
+                 FROM order_lines WHERE shop = ?1 AND order_id = ?2 ORDER BY position",
+                &key,
+            )?);
+            // This round's document; for rows written before typed inputs, the stored bodies
+            // they still point at (the latest, and the one a fixed round was built from).
+            statements.push(self.stmt(
+                "SELECT o.submission_document AS document, lb.encoding, lb.body, \
+                   sb.encoding AS fixed_encoding, sb.body AS fixed_body FROM orders o \
+                 LEFT JOIN delivery_bodies lb ON o.inputs_v IS NULL AND lb.delivery_id = o.payload_delivery_id \
+                 LEFT JOIN delivery_bodies sb ON o.submission_document IS NULL \
+                   AND sb.delivery_id = o.submission_delivery_id \
                  WHERE o.shop = ?1 AND o.order_id = ?2",
                 &key,
             )?);
         }
         let stock_from = statements.len();
-        if plan.stored_body {
-            // The stored body's SKUs, read by SQLite itself so the verdict path takes one
-            // round trip; a body that is not JSON names none.
+        if plan.line_stock {
+            // The SKUs of the order's lines, read by SQLite itself so a verdict or a release
+            // takes one round trip (from the legacy body for rows without typed inputs).
             statements.push(self.stmt(
-                "SELECT sku, available FROM stock WHERE sku IN (SELECT json_extract(l.value, '$.sku') \
-                 FROM json_each((SELECT CASE WHEN b.encoding = 'utf8' AND json_valid(b.body) THEN b.body END \
-                   FROM orders o JOIN delivery_bodies b ON b.delivery_id = o.payload_delivery_id \
-                   WHERE o.shop = ?1 AND o.order_id = ?2), '$.line_items') l)",
+                "SELECT sku, available FROM stock WHERE sku IN (\
+                   SELECT sku FROM order_lines WHERE shop = ?1 AND order_id = ?2 \
+                   UNION SELECT json_extract(l.value, '$.sku') \
+                   FROM json_each((SELECT CASE WHEN b.encoding = 'utf8' AND json_valid(b.body) THEN b.body END \
+                     FROM orders o JOIN delivery_bodies b ON b.delivery_id = o.payload_delivery_id \
+                     WHERE o.shop = ?1 AND o.order_id = ?2 AND o.inputs_v IS NULL), '$.line_items') l)",
                 &key,
             )?);
         }
@@ -319,9 +390,32 @@ impl Store {
             Some(r) => r.results::<Count>()?.first().is_some_and(|c| c.n > 0),
             None => false,
         };
-        let stored_body = match slots.body.and_then(|i| results.get(i)) {
-            Some(r) => {
-                r.results::<BodyRow>()?.into_iter().next().and_then(|b| decode_body(&b.encoding, b.body))
+        let stored = match slots.inputs {
+            Some(i) => {
+                let inputs = match results.get(i) {
+                    Some(r) => r.results::<Inputs>()?.into_iter().next(),
+                    None => None,
+                };
+                let lines = match results.get(i + 1) {
+                    Some(r) => r.results::<Line>()?,
+                    None => Vec::new(),
+                };
+                let docs = match results.get(i + 2) {
+                    Some(r) => r.results::<DocRow>()?.into_iter().next(),
+                    None => None,
+                };
+                let body =
+                    |enc: Option<String>, b: Option<String>| enc.zip(b).and_then(|(e, b)| decode_body(&e, b));
+                Some(match docs {
+                    Some(d) => StoredOrder {
+                        inputs,
+                        lines,
+                        document: d.document,
+                        legacy_body: body(d.encoding, d.body),
+                        legacy_fixed_body: body(d.fixed_encoding, d.fixed_body),
+                    },
+                    None => StoredOrder { inputs, lines, ..StoredOrder::default() },
+                })
             }
             None => None,
         };
@@ -339,7 +433,7 @@ impl Store {
             last_attempt,
             recorded_mode,
             duplicate,
-            stored_body,
+            stored,
             other_shop,
         })
     }
@@ -395,7 +489,7 @@ impl Store {
 struct Slots {
     delivery: Option<usize>,
     other_shop: Option<usize>,
-    body: Option<usize>,
+    inputs: Option<usize>,
     email: Option<usize>,
     risk: Option<usize>,
     attempt: Option<usize>,
@@ -436,12 +530,11 @@ pub struct DecisionCols<'a> {
 }
 
 pub struct OrderCols<'a> {
-    pub order_name: &'a str,
-    pub financial_status: Option<&'a str>,
     pub email_hash: Option<&'a str>,
-    pub total_cents: i64,
-    pub currency: Option<&'a str>,
     pub paid: bool,
+    /// Everything later paths need from the order (`order_name`, `financial_status`,
+    /// `total_cents` and `currency` included).
+    pub inputs: &'a Inputs,
 }
 
 /// What happens to the lease with a write.
@@ -452,6 +545,14 @@ pub enum LeaseOp<'a> {
     Clear,
 }
 
+/// What a write does with the round's document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentOp<'a> {
+    /// Fix this document for the round, unless one is fixed already.
+    Fix(&'a str),
+    Release,
+}
+
 /// The attempt bookkeeping a consumer or the cron writes with a state change.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifecycle<'a> {
@@ -460,9 +561,9 @@ pub struct Lifecycle<'a> {
     pub cancel_attempts: Option<i64>,
     /// `Some(t)`: the next attempt is due at `t` (`Some(None)` clears it).
     pub next_attempt_ms: Option<Option<i64>>,
-    /// The body this round's document is built from: `Some(true)` fixes the current one
-    /// (a claim), `Some(false)` lets the next round take the latest.
-    pub document: Option<bool>,
+    /// This round's document: fixed by a claim (kept if one is already), or released so the
+    /// next round builds its own from the latest inputs.
+    pub document: Option<DocumentOp<'a>>,
     pub cancel_state: Option<CancelState>,
     pub accepted: bool,
     pub failed: bool,
@@ -510,11 +611,12 @@ impl Store {
     pub fn write_order(&self, w: &OrderWrite<'_>) -> StoreResult<D1PreparedStatement> {
         let d = w.decision.as_ref();
         let o = w.order.as_ref();
+        let i = o.map(|o| o.inputs);
         let flag = |b: bool| n(i64::from(b));
         let args = [
             s(w.shop),                                            // 1
             s(w.order_id),                                        // 2
-            opt(o.map(|o| o.order_name)),                         // 3
+            opt(i.and_then(|i| i.order_name.as_deref())),         // 3
             s(w.state.as_str()),                                  // 4
             opt(w.reason.map(|r| r.as_str())),                    // 5
             s(w.segment),                                         // 6
@@ -524,12 +626,12 @@ impl Store {
             opt(d.map(|d| d.rule_ids)),                           // 10
             opt(d.map(|d| d.explanation)),                        // 11
             s(w.rules_version),                                   // 12
-            opt(o.and_then(|o| o.financial_status)),              // 13
+            opt(i.and_then(|i| i.financial_status.as_deref())),   // 13
             opt(w.risk_level),                                    // 14
             w.risk_at_ms.map(n).unwrap_or(JsValue::NULL),         // 15
             opt(o.and_then(|o| o.email_hash)),                    // 16
-            o.map(|o| n(o.total_cents)).unwrap_or(JsValue::NULL), // 17
-            opt(o.and_then(|o| o.currency)),                      // 18
+            i.map(|i| n(i.total_cents)).unwrap_or(JsValue::NULL), // 17
+            opt(i.and_then(|i| i.currency.as_deref())),           // 18
             n(w.order_updated_ms),                                // 19
             n(w.event_triggered_ms),                              // 20
             opt(if o.is_some() { w.webhook_id } else { None }),   // 21
@@ -540,6 +642,25 @@ impl Store {
             n(w.expected_seq),                                    // 26
             flag(d.is_some()),                                    // 27
             flag(o.is_some()),                                    // 28
+            // 29..=46: the typed inputs (src/core/inputs.rs).
+            opt(i.and_then(|i| i.customer_id.as_deref())),
+            flag(i.is_some_and(|i| i.has_email)),
+            opt(i.and_then(|i| i.fulfillment_status.as_deref())),
+            opt(i.and_then(|i| i.source_name.as_deref())),
+            opt(i.map(|i| i.tags.as_str())),
+            flag(i.is_some_and(|i| i.ship_present)),
+            opt(i.and_then(|i| i.ship_name.as_deref())),
+            opt(i.and_then(|i| i.ship_first_name.as_deref())),
+            opt(i.and_then(|i| i.ship_last_name.as_deref())),
+            opt(i.and_then(|i| i.ship_address1.as_deref())),
+            opt(i.and_then(|i| i.ship_address2.as_deref())),
+            opt(i.and_then(|i| i.ship_city.as_deref())),
+            opt(i.and_then(|i| i.ship_zip.as_deref())),
+            opt(i.and_then(|i| i.ship_province_code.as_deref())),
+            opt(i.and_then(|i| i.ship_country_code.as_deref())),
+            opt(i.and_then(|i| i.billing_country.as_deref())),
+            opt(i.map(|i| i.ship_methods.as_str())),
+            i.and_then(|i| i.order_cancelled_ms).map(n).unwrap_or(JsValue::NULL),
         ];
         const ENTERING: &str = "?4 = 'ready-for-fulfilment' AND state != ?4";
         const NEW_SUBMISSION: &str = "(submission = 0 OR EXISTS (SELECT 1 FROM submission_attempts a \
@@ -551,7 +672,9 @@ impl Store {
                rule_ids, explanation, rules_version, financial_status, risk_level, risk_at_ms, email_hash, total_cents, \
                currency, order_updated_ms, event_triggered_ms, payload_delivery_id, seq, created_ms, order_created_ms, \
                routable_ms, routed_ms, held_ms, ready_ms, state_since_ms, updated_ms, submission, next_attempt_ms, \
-               enqueued_ms) \
+               enqueued_ms, inputs_v, customer_id, has_email, fulfillment_status, source_name, tags, ship_present, \
+               ship_name, ship_first_name, ship_last_name, ship_address1, ship_address2, ship_city, ship_zip, \
+               ship_province_code, ship_country_code, billing_country, ship_methods, order_cancelled_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, 'manual'), ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
                ?19, ?20, (SELECT id FROM deliveries WHERE shop = ?1 AND webhook_id = ?21), ?22, ?23, ?24, \
                CASE WHEN ?25 = 1 THEN ?23 END, \
@@ -559,10 +682,15 @@ impl Store {
                CASE WHEN ?4 = 'hold' THEN ?23 END, \
                CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END, \
                ?23, ?23, CASE WHEN ?4 = 'ready-for-fulfilment' THEN 1 ELSE 0 END, \
-               CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END, CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END)";
+               CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END, CASE WHEN ?4 = 'ready-for-fulfilment' THEN ?23 END, \
+               CASE WHEN ?28 = 1 THEN 1 END, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, \
+               ?44, ?45, ?46)";
         if w.created {
-            return self.stmt(INSERT, &args[..25]);
+            return self.stmt(INSERT, &args);
         }
+        // Personal inputs go when the order is submitted, fulfilled or cancelled: no later
+        // path builds a document for it (the writer leaves them out of such writes too).
+        const DONE: &str = "?4 IN ('submitted', 'fulfilled', 'cancelled')";
         self.stmt(
             &format!(
                 "{INSERT} \
@@ -572,6 +700,25 @@ impl Store {
                email_hash = CASE WHEN ?28 = 1 THEN ?16 ELSE email_hash END, \
                total_cents = CASE WHEN ?28 = 1 THEN ?17 ELSE total_cents END, \
                currency = CASE WHEN ?28 = 1 THEN ?18 ELSE currency END, \
+               inputs_v = CASE WHEN ?28 = 1 THEN 1 ELSE inputs_v END, \
+               customer_id = CASE WHEN ?28 = 1 THEN ?29 ELSE customer_id END, \
+               has_email = CASE WHEN ?28 = 1 THEN ?30 ELSE has_email END, \
+               fulfillment_status = CASE WHEN ?28 = 1 THEN ?31 ELSE fulfillment_status END, \
+               source_name = CASE WHEN ?28 = 1 THEN ?32 ELSE source_name END, \
+               tags = CASE WHEN ?28 = 1 THEN ?33 ELSE tags END, \
+               ship_present = CASE WHEN ?28 = 1 THEN ?34 ELSE ship_present END, \
+               ship_name = CASE WHEN {DONE} THEN NULL WHEN ?28 = 1 THEN ?35 ELSE ship_name END, \
+               ship_first_name = CASE WHEN {DONE} THEN NULL WHEN ?28 = 1 THEN ?36 ELSE ship_first_name END, \
+               ship_last_name = CASE WHEN {DONE} THEN NULL WHEN ?28 = 1 THEN ?37 ELSE ship_last_name END, \
+               ship_address1 = CASE WHEN {DONE} THEN NULL WHEN ?28 = 1 THEN ?38 ELSE ship_address1 END, \
+               ship_address2 = CASE WHEN {DONE} THEN NULL WHEN ?28 = 1 THEN ?39 ELSE ship_address2 END, \
+               ship_city = CASE WHEN {DONE} THEN NULL WHEN ?28 = 1 THEN ?40 ELSE ship_city END, \
+               ship_zip = CASE WHEN {DONE} THEN NULL WHEN ?28 = 1 THEN ?41 ELSE ship_zip END, \
+               ship_province_code = CASE WHEN {DONE} THEN NULL WHEN ?28 = 1 THEN ?42 ELSE ship_province_code END, \
+               ship_country_code = CASE WHEN {DONE} THEN NULL WHEN ?28 = 1 THEN ?43 ELSE ship_country_code END, \
+               billing_country = CASE WHEN {DONE} THEN NULL WHEN ?28 = 1 THEN ?44 ELSE billing_country END, \
+               ship_methods = CASE WHEN ?28 = 1 THEN ?45 ELSE ship_methods END, \
+               order_cancelled_ms = CASE WHEN ?28 = 1 THEN ?46 ELSE order_cancelled_ms END, \
                payload_delivery_id = CASE WHEN ?28 = 1 \
                  THEN (SELECT id FROM deliveries WHERE shop = ?1 AND webhook_id = ?21) ELSE payload_delivery_id END, \
                mode = CASE WHEN ?27 = 1 THEN ?7 ELSE mode END, \
@@ -604,6 +751,34 @@ impl Store {
         )
     }
 
+    /// The order's lines, written with the order: one statement for a new order (none when
+    /// it has no lines), a delete first when they replace stored ones. Unguarded: the batch's
+    /// audit rows fail it as a whole when another writer won the order.
+    pub fn write_lines(
+        &self,
+        shop: &str,
+        order_id: &str,
+        lines: &[LineItem],
+        replace: bool,
+    ) -> StoreResult<Vec<D1PreparedStatement>> {
+        let mut out = Vec::new();
+        if replace {
+            out.push(self.stmt(
+                "DELETE FROM order_lines WHERE shop = ?1 AND order_id = ?2",
+                &[s(shop), s(order_id)],
+            )?);
+        }
+        if !lines.is_empty() {
+            out.push(self.stmt(
+                "INSERT INTO order_lines (shop, order_id, position, line_item_id, sku, quantity, fulfillable_quantity, \
+                 requires_shipping, title) SELECT ?1, ?2, key, value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
+                 value ->> 4, value ->> 5 FROM json_each(?3)",
+                &[s(shop), s(order_id), s(&lines_param(lines))],
+            )?);
+        }
+        Ok(out)
+    }
+
     /// The attempt bookkeeping written with a state change, in the same batch; it applies
     /// only if the change did (the row carries the new version). `None` when there is none.
     pub fn write_lifecycle(
@@ -624,24 +799,32 @@ impl Store {
         };
         let flag = |b: bool| n(i64::from(b));
         let args = [
-            s(shop),                                                      // 1
-            s(order_id),                                                  // 2
-            n(new_seq),                                                   // 3
-            n(now_ms),                                                    // 4
-            s(op),                                                        // 5
-            opt(id),                                                      // 6
-            until.map(n).unwrap_or(JsValue::NULL),                        // 7
-            l.attempts.map(n).unwrap_or(JsValue::NULL),                   // 8
-            l.cancel_attempts.map(n).unwrap_or(JsValue::NULL),            // 9
-            flag(l.next_attempt_ms.is_some()),                            // 10
-            l.next_attempt_ms.flatten().map(n).unwrap_or(JsValue::NULL),  // 11
-            l.document.map(|d| n(i64::from(d))).unwrap_or(JsValue::NULL), // 12
-            opt(l.cancel_state.map(|c| c.as_str())),                      // 13
-            flag(l.accepted),                                             // 14
-            flag(l.failed),                                               // 15
-            flag(l.held),                                                 // 16
-            flag(l.resolved),                                             // 17
-            flag(l.enqueued),                                             // 18
+            s(shop),                                                     // 1
+            s(order_id),                                                 // 2
+            n(new_seq),                                                  // 3
+            n(now_ms),                                                   // 4
+            s(op),                                                       // 5
+            opt(id),                                                     // 6
+            until.map(n).unwrap_or(JsValue::NULL),                       // 7
+            l.attempts.map(n).unwrap_or(JsValue::NULL),                  // 8
+            l.cancel_attempts.map(n).unwrap_or(JsValue::NULL),           // 9
+            flag(l.next_attempt_ms.is_some()),                           // 10
+            l.next_attempt_ms.flatten().map(n).unwrap_or(JsValue::NULL), // 11
+            match l.document {
+                Some(DocumentOp::Fix(_)) => n(1),
+                Some(DocumentOp::Release) => n(0),
+                None => JsValue::NULL,
+            }, // 12
+            opt(l.cancel_state.map(|c| c.as_str())),                     // 13
+            flag(l.accepted),                                            // 14
+            flag(l.failed),                                              // 15
+            flag(l.held),                                                // 16
+            flag(l.resolved),                                            // 17
+            flag(l.enqueued),                                            // 18
+            opt(match l.document {
+                Some(DocumentOp::Fix(d)) => Some(d),
+                _ => None,
+            }), // 19
         ];
         Ok(Some(self.stmt(
             "UPDATE orders SET \
@@ -650,8 +833,9 @@ impl Store {
                attempts = COALESCE(?8, attempts), \
                cancel_attempts = COALESCE(?9, cancel_attempts), \
                next_attempt_ms = CASE WHEN ?10 = 1 THEN ?11 ELSE next_attempt_ms END, \
-               submission_delivery_id = CASE ?12 WHEN 1 THEN COALESCE(submission_delivery_id, payload_delivery_id) \
-                 WHEN 0 THEN NULL ELSE submission_delivery_id END, \
+               submission_document = CASE ?12 WHEN 1 THEN COALESCE(submission_document, ?19) \
+                 WHEN 0 THEN NULL ELSE submission_document END, \
+               submission_delivery_id = CASE ?12 WHEN 0 THEN NULL ELSE submission_delivery_id END, \
                cancel_state = COALESCE(?13, cancel_state), \
                submitted_ms = CASE WHEN ?14 = 1 THEN COALESCE(submitted_ms, ?4) ELSE submitted_ms END, \
                failed_ms = CASE WHEN ?15 = 1 THEN COALESCE(failed_ms, ?4) ELSE failed_ms END, \

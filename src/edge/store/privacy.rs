@@ -39,6 +39,17 @@ struct Held {
 /// Orders shown in full per request (the rest are listed in `bodies_held` and by id).
 const MAX_ORDERS: usize = 100;
 
+#[derive(serde::Deserialize)]
+struct OrderId {
+    order_id: String,
+}
+
+/// The `orders` columns that can hold a customer's personal data, as a data request shows
+/// them (the email hash and the round's document only as whether they are held).
+const PERSONAL_COLUMNS: &str = "customer_id, email_hash IS NOT NULL AS email_hash_held, ship_name, ship_first_name, \
+    ship_last_name, ship_address1, ship_address2, ship_city, ship_zip, ship_province_code, ship_country_code, \
+    billing_country, submission_document IS NOT NULL AS submission_document_held";
+
 const COLUMNS: &str = "id, shop, request_id, customer_id, orders_requested, received_at, received_ms";
 
 impl Store {
@@ -82,7 +93,8 @@ impl Store {
     }
 
     /// What orderlane holds for a request: the orders it names and those whose stored bodies
-    /// carry the customer's id, each with its whole record, and every raw body still held.
+    /// or typed inputs carry the customer's id, each with its whole record and the personal
+    /// data kept with it (`personal_data`), and every raw body still held.
     pub async fn privacy_holdings(&self, r: &PrivacyRequestRow) -> StoreResult<serde_json::Value> {
         let held: Vec<Held> = self
             .stmt(
@@ -97,6 +109,17 @@ impl Store {
             .results()?;
         let mut ids: Vec<String> = serde_json::from_str(&r.orders_requested).unwrap_or_default();
         ids.extend(held.iter().filter_map(|h| h.order_id.clone()));
+        if let Some(c) = r.customer_id.as_deref() {
+            let theirs: Vec<OrderId> = self
+                .stmt(
+                    "SELECT order_id FROM orders WHERE shop = ?1 AND customer_id = ?2 LIMIT 1000",
+                    &[s(&r.shop), s(c)],
+                )?
+                .all()
+                .await?
+                .results()?;
+            ids.extend(theirs.into_iter().map(|o| o.order_id));
+        }
         ids.sort();
         ids.dedup();
         // Each order is a few reads; D1 allows 1,000 queries per invocation.
@@ -104,8 +127,17 @@ impl Store {
         ids.truncate(MAX_ORDERS);
         let mut orders = Vec::new();
         for id in &ids {
-            if let Some(v) = self.order_view(&r.shop, id).await? {
-                orders.push(serde_json::from_str::<serde_json::Value>(&v).unwrap_or_default());
+            if let Some(view) = self.order_view(&r.shop, id).await? {
+                let mut v = serde_json::from_str::<serde_json::Value>(&view).unwrap_or_default();
+                let personal: Option<serde_json::Value> = self
+                    .stmt(
+                        &format!("SELECT {PERSONAL_COLUMNS} FROM orders WHERE shop = ?1 AND order_id = ?2"),
+                        &[s(&r.shop), s(id)],
+                    )?
+                    .first::<serde_json::Value>(None)
+                    .await?;
+                v["personal_data"] = personal.unwrap_or_default();
+                orders.push(v);
             }
         }
         let bodies: Vec<serde_json::Value> = held
