@@ -1,12 +1,14 @@
 // A short seeded soak inside the normal suite: random deliveries, operator actions, lane flips
 // and warehouse failures against the real Worker, then the lifecycle invariants
 // (tests/soak/soak.mjs). `make soak` (scripts/soak.mjs) runs the long version.
-// SOAK_TEST_SEEDS=7,8 picks other seeds; a failure prints the seed and how to replay it.
+// One seed keeps `make test` near its 20-minute budget (each takes about 2 minutes, mostly
+// waiting for retries to drain); SOAK_TEST_SEEDS=101,202 runs more. A failure prints the seed
+// and how to replay it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runSoak, formatReport } from '../soak/soak.mjs';
 
-const SEEDS = (process.env.SOAK_TEST_SEEDS ?? '101,202').split(',').map((s) => Number(s.trim())).filter(Number.isFinite);
+const SEEDS = (process.env.SOAK_TEST_SEEDS ?? '101').split(',').map((s) => Number(s.trim())).filter(Number.isFinite);
 const ORDERS = 40;
 
 for (const seed of SEEDS) {
