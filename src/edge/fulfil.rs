@@ -184,14 +184,7 @@ fn document(row: &OrderRow, reads: &OrderReads) -> Result<String, String> {
     let Some(order) = stored.and_then(|s| s.document_order(row)) else {
         return Err("the order has no typed inputs and its stored body is gone (purged or erased)".into());
     };
-    let meta = DocumentMeta {
-        shop: &row.shop,
-        order_id: &row.order_id,
-        order_name: row.order_name.as_deref(),
-        lane: &row.segment,
-        rules_version: &row.rules_version,
-        submission: row.submission_no(),
-    };
+    let meta = document_meta(row);
     let body = FulfilmentRequest::from_order(&order, &meta).to_body().map_err(|e| e.to_string())?;
     String::from_utf8(body).map_err(|_| "the document is not UTF-8".to_string())
 }
@@ -254,14 +247,7 @@ async fn send(
     let (Some(url), Some(secret)) = (s.fulfilment_url.as_deref(), s.fulfilment_secret.as_deref()) else {
         return Sent::Answer(Outcome::Network("FULFILMENT_URL or FULFILMENT_SECRET is not set".into()));
     };
-    let meta = DocumentMeta {
-        shop: &row.shop,
-        order_id: &row.order_id,
-        order_name: row.order_name.as_deref(),
-        lane: &row.segment,
-        rules_version: &row.rules_version,
-        submission: row.submission_no(),
-    };
+    let meta = document_meta(row);
     let signed = match (msg.kind, document) {
         (RequestKind::Cancel, _) => CancelRequest::new(&meta).signed(secret.as_bytes()),
         // The round's document, fixed at its first claim: retries repeat the same bytes.
@@ -627,5 +613,17 @@ async fn dead_lettered(edge: &Edge, m: &Message<String>) {
             worker::console_error!("dead-letter record failed, retrying: {e:?}");
             m.retry();
         }
+    }
+}
+
+/// What the warehouse's documents say about the order's round, from its row.
+fn document_meta(row: &OrderRow) -> DocumentMeta<'_> {
+    DocumentMeta {
+        shop: &row.shop,
+        order_id: &row.order_id,
+        order_name: row.order_name.as_deref(),
+        lane: &row.segment,
+        rules_version: &row.rules_version,
+        submission: row.submission_no(),
     }
 }
