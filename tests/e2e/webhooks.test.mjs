@@ -147,6 +147,11 @@ test('storage unavailable: 503 with Retry-After and nothing recorded, so Shopify
     assert.match(r.headers.get('retry-after'), /^\d+$/);
     const ignored = await deliver(bare.url, '{"id": 1}', { secret: SECRET, shop: SHOP, topic: 'products/create' });
     assert.equal(ignored.status, 503, 'even an ignorable delivery is answered 2xx only once recorded');
+    // The admin views that hand D1's rows on unchanged say the same, never an empty answer.
+    for (const path of [`/orders/${SHOP}/1`, '/audit', '/exceptions', '/dead-letters', '/stock', '/alerts']) {
+      const v = await admin(bare, 'GET', path);
+      assert.deepEqual([v.status, v.body.error], [503, 'storage_unavailable'], path);
+    }
   } finally {
     await bare.stop();
   }
