@@ -24,15 +24,24 @@ def port():
 
 
 def session_ticks(sid):
-    t = 0
+    """CPU ticks of every process in the session, by role: wrangler's node process, the
+    workerd that runs wrangler's own proxy and inspector proxy, the workerd that runs the
+    Worker with its D1, KV and queues, and the rest (npm, esbuild)."""
+    t = {"node": 0, "proxy": 0, "runtime": 0, "other": 0}
     for pid in os.listdir("/proc"):
         if not pid.isdigit(): continue
         try:
-            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            stat = open(f"/proc/{pid}/stat").read()
+            f = stat.rsplit(")", 1)[1].split()
+            comm = stat.split("(", 1)[1].rsplit(")", 1)[0]
+            cmd = open(f"/proc/{pid}/cmdline").read()
         except Exception:
             continue
-        if int(f[3]) == sid:  # field 6 (session) after the comm field
-            t += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])  # utime stime cutime cstime
+        if int(f[3]) != sid:  # field 6 (session) after the comm field
+            continue
+        role = ("runtime" if "--inspector-addr" in cmd else "proxy") if comm == "workerd" else \
+            "node" if comm == "node" else "other"
+        t[role] += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])  # utime stime cutime cstime
     return t
 
 
@@ -78,12 +87,15 @@ def drive(proc, url, pool=None):
     t0 = session_ticks(proc.pid)
     out = subprocess.run(args + [url], capture_output=True, text=True, env=env).stdout
     t1 = session_ticks(proc.pid)
+    ms = {k: (t1[k] - t0[k]) / HZ * 1000 for k in t0}
     reqs = int(next(l.split()[0] for l in out.splitlines() if "requests in" in l))
     res = next((l for l in out.splitlines() if l.startswith("RESULT")), "")
     if not pool:
         lat = next((l for l in out.splitlines() if l.strip().startswith("Latency")), "")
         res = f"rps={reqs / secs:.1f} (avg latency {lat.split()[1] if lat else '?'})"
-    return f"{res} requests={reqs} cpu_ms_per_req={(t1 - t0) / HZ * 1000 / max(reqs, 1):.3f}"
+    per = lambda v: v / max(reqs, 1)
+    return (f"{res} requests={reqs} cpu_ms_per_req={per(sum(ms.values())):.3f}"
+            f" (node {per(ms['node']):.2f}, proxy {per(ms['proxy']):.2f}, runtime {per(ms['runtime']):.2f})")
 
 
 class Sink(http.server.BaseHTTPRequestHandler):
