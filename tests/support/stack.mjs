@@ -66,9 +66,12 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true } 
     throw new Error('build/ is missing: run `make build` (or `make test`, which builds first)');
   }
   const persist = mkdtempSync(join(tmpdir(), 'orderlane-e2e-'));
+  // wrangler appends a debug log of every run (each subrequest's inspector events included) under
+  // ~/.config/.wrangler/logs and never prunes it: keep this stack's with its state, removed at stop.
+  const env = { ...QUIET_ENV, WRANGLER_LOG_PATH: join(persist, 'wrangler-logs') };
   const fake = await startFakeDownstream(downstream);
   if (migrate) {
-    await run(WRANGLER, ['d1', 'migrations', 'apply', 'orderlane', '--local', '--persist-to', persist], { cwd: ROOT, env: QUIET_ENV });
+    await run(WRANGLER, ['d1', 'migrations', 'apply', 'orderlane', '--local', '--persist-to', persist], { cwd: ROOT, env });
   }
   const port = await freePort();
   const inspector = await freePort();
@@ -88,7 +91,7 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true } 
   const args = ['dev', '--port', String(port), '--ip', '127.0.0.1', '--inspector-port', String(inspector),
     '--persist-to', persist, '--test-scheduled', '--log-level', 'info'];
   for (const [k, v] of Object.entries(allVars)) args.push('--var', `${k}:${v}`);
-  const child = spawn(WRANGLER, args, { cwd: ROOT, env: QUIET_ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(WRANGLER, args, { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   const logs = [];
   child.stdout.on('data', (d) => logs.push(d.toString()));
@@ -103,7 +106,7 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true } 
   }
 
   const wrangler = async (...a) => {
-    const { stdout } = await run(WRANGLER, a, { cwd: ROOT, env: QUIET_ENV, maxBuffer: 64 << 20 });
+    const { stdout } = await run(WRANGLER, a, { cwd: ROOT, env, maxBuffer: 64 << 20 });
     return stdout;
   };
   return {
