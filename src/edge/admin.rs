@@ -67,7 +67,6 @@ pub async fn handle(mut req: Request, env: &Env, segments: &[&str]) -> Response 
         }
         (Method::Post, ["dead-letters", "redrive"]) => overrides::redrive_bulk(req, env, &op).await,
         (Method::Post, ["dead-letters", id, "redrive"]) => overrides::redrive_one(req, env, &op, id).await,
-        (Method::Post, ["faults"]) => answer(faults(&mut req, env).await),
         (Method::Put, ["segments", segment, "baseline"]) => {
             gates::put_baseline(&mut req, &store, &op, segment).await
         }
@@ -222,23 +221,6 @@ async fn privacy_request(store: &Store, op: &Operator, id: &str) -> Result<Respo
         })?])
         .await?;
     Ok(json(200, &serde_json::json!({ "request": row.to_json(), "holds": holdings })))
-}
-
-#[derive(Deserialize)]
-struct FaultsBody {
-    #[serde(default)]
-    kv_read_failures: u32,
-}
-
-/// `POST /admin/faults` (only with `ALLOW_FAULTS=1`, on local test stacks): makes the next
-/// `kv_read_failures` KV reads of this isolate fail, as a KV outage would.
-async fn faults(req: &mut Request, env: &Env) -> Result<Response, ApiError> {
-    if !super::context::Settings::from_env(env).allow_faults {
-        return Err(ApiError::new(404, "not_found", "no such admin endpoint"));
-    }
-    let b = body::<FaultsBody>(req).await?;
-    super::context::inject_kv_failures(b.kv_read_failures);
-    Ok(json(200, &serde_json::json!({ "kv_read_failures": b.kv_read_failures })))
 }
 
 /// Runs a list query and answers `{"items": [...], "next_cursor": ...}`; with `explain=true`

@@ -55,14 +55,10 @@ pub struct Operator {
 /// The operator behind a call: a bearer token from `ADMIN_TOKENS`, or else the console's
 /// session cookie (a change made with a cookie must also pass the console's Origin and CSRF
 /// checks). Answers the 401/403 otherwise.
+#[cfg(feature = "ops")]
 pub fn authenticate(req: &Request, env: &Env) -> Result<Operator, Response> {
-    let header = req.headers().get("authorization").ok().flatten();
-    if header.is_some() {
-        let tokens = AdminTokens::parse(&config::text(env, "ADMIN_TOKENS").unwrap_or_default());
-        return tokens
-            .authenticate(header.as_deref())
-            .map(|name| Operator { actor: actor(name) })
-            .ok_or_else(unauthorized);
+    if let Some(op) = bearer(req, env) {
+        return op;
     }
     let Some(sessions) = super::console::Sessions::from_env(env) else { return Err(unauthorized()) };
     let session = sessions.session(req).map_err(|e| match e {
@@ -75,7 +71,19 @@ pub fn authenticate(req: &Request, env: &Env) -> Result<Operator, Response> {
     Ok(Operator { actor: actor(&session.name) })
 }
 
-fn unauthorized() -> Response {
+/// The operator named by an `Authorization` header, if the call carries one.
+pub fn bearer(req: &Request, env: &Env) -> Option<Result<Operator, Response>> {
+    let header = req.headers().get("authorization").ok().flatten()?;
+    let tokens = AdminTokens::parse(&config::text(env, "ADMIN_TOKENS").unwrap_or_default());
+    Some(
+        tokens
+            .authenticate(Some(&header))
+            .map(|name| Operator { actor: actor(name) })
+            .ok_or_else(unauthorized),
+    )
+}
+
+pub fn unauthorized() -> Response {
     error(401, "unauthorized", "a valid bearer token from ADMIN_TOKENS is required")
 }
 

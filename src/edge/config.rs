@@ -8,6 +8,8 @@ use worker::Env;
 pub const DB: &str = "DB";
 pub const FLAGS: &str = "FLAGS";
 pub const FULFILMENT_QUEUE: &str = "FULFILMENT_QUEUE";
+/// The ops Worker (admin API, console), bound to the lane Worker in wrangler.toml.
+pub const OPS: &str = "OPS";
 
 /// A secret or var as text; absent and empty read the same.
 pub fn text(env: &Env, name: &str) -> Option<String> {

@@ -2,9 +2,11 @@
 //! guesses and copies with a stated lifetime live here, never a source of truth:
 //!
 //! - **lane modes read from KV**, for [`MODE_CACHE_MS`] (10 s; var `MODE_CACHE_MS`). KV itself takes up to 60 s to show a
-//!   change at every location, so this adds at most 10 s to a `wrangler kv key put`; a switch
-//!   through the admin API or a gate rollback updates this isolate at once and is recorded in
-//!   D1, which the fulfilment consumer checks at send time (a rollback stops sending at once).
+//!   change at every location, so this adds at most 10 s to a `wrangler kv key put`. A gate
+//!   rollback (the cron, in this Worker) updates this isolate at once; a switch through the
+//!   admin API is made by the ops Worker, and routing here sees it when its copy expires. Both
+//!   are recorded in D1, which the fulfilment consumer checks at send time, so a rollback
+//!   stops sending at once either way.
 //! - **modes already recorded in D1** by routing, so an unchanged mode is written at most once
 //!   per [`MODE_NOTE_MS`] per isolate instead of with every delivery.
 //! - **stock last seen per SKU**: the guess a fresh order is decided on. The write carries a

@@ -1,7 +1,8 @@
-// Starts the real Worker under `wrangler dev` with its own throwaway state, secrets and a
-// fake downstream, and tears every process down again, even when a test fails.
+// Starts the real Workers under one `wrangler dev` (the lane Worker, wrangler.toml, and the ops
+// Worker, wrangler.ops.toml, behind its service binding) with their own throwaway state,
+// secrets and a fake downstream, and tears every process down again, even when a test fails.
 import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -57,12 +58,29 @@ async function waitFor(url, child, logs, timeoutMs = 90_000) {
 }
 
 /**
+ * The ops Worker's config for one stack. `wrangler dev` gives `--var` to the first Worker only;
+ * a second Worker reads the `.dev.vars` beside its config, so the config is copied into the
+ * stack's state with absolute paths and the same vars written beside it.
+ */
+function opsConfig(persist, vars) {
+  const dir = join(persist, 'ops');
+  mkdirSync(dir, { recursive: true });
+  const toml = readFileSync(join(ROOT, 'wrangler.ops.toml'), 'utf8')
+    .replace(/^\[build\]\ncommand = .*\n/m, '')
+    .replace(/^main = "(.*)"$/m, (_, p) => `main = ${JSON.stringify(join(ROOT, p))}`)
+    .replace(/^migrations_dir = "(.*)"$/gm, (_, p) => `migrations_dir = ${JSON.stringify(join(ROOT, p))}`);
+  writeFileSync(join(dir, 'wrangler.toml'), toml);
+  writeFileSync(join(dir, '.dev.vars'), Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(String(v))}\n`).join(''));
+  return join(dir, 'wrangler.toml');
+}
+
+/**
  * Starts one stack. Options: `vars` (extra vars/secrets), `downstream` (fake server options),
  * `migrate: false` (leave D1 without its schema, to see storage failures).
  * Returns { url, fake, persist, sql(), kvPut(), stop(), logs }.
  */
 export async function startStack({ vars = {}, downstream = {}, migrate = true } = {}) {
-  if (!existsSync(join(ROOT, 'build', 'worker', 'shim.mjs'))) {
+  if (!existsSync(join(ROOT, 'build', 'worker', 'shim.mjs')) || !existsSync(join(ROOT, 'build-ops', 'worker', 'shim.mjs'))) {
     throw new Error('build/ is missing: run `make build` (or `make test`, which builds first)');
   }
   const persist = mkdtempSync(join(tmpdir(), 'orderlane-e2e-'));
@@ -88,8 +106,8 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true } 
     MODE_CACHE_MS: '500',
     ...vars,
   };
-  const args = ['dev', '--port', String(port), '--ip', '127.0.0.1', '--inspector-port', String(inspector),
-    '--persist-to', persist, '--test-scheduled', '--log-level', 'info'];
+  const args = ['dev', '-c', join(ROOT, 'wrangler.toml'), '-c', opsConfig(persist, allVars), '--port', String(port),
+    '--ip', '127.0.0.1', '--inspector-port', String(inspector), '--persist-to', persist, '--test-scheduled', '--log-level', 'info'];
   for (const [k, v] of Object.entries(allVars)) args.push('--var', `${k}:${v}`);
   const child = spawn(WRANGLER, args, { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
@@ -114,6 +132,8 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true } 
     fake,
     persist,
     logs,
+    /** How long the lane Worker's routing reuses a lane mode it read (var MODE_CACHE_MS). */
+    modeCacheMs: Number(allVars.MODE_CACHE_MS),
     /** Rows of a read-only query against the local D1, via `wrangler d1 execute --local`. */
     async sql(command) {
       // The Worker holds the same SQLite file; a read from this second process can meet its
@@ -135,7 +155,7 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true } 
     /** A KV put as operators make it, then a wait until routing's copy of KV has expired. */
     async kvFlip(key, value) {
       await this.kvPut(key, value);
-      await new Promise((r) => setTimeout(r, Number(allVars.MODE_CACHE_MS) + 100));
+      await new Promise((r) => setTimeout(r, this.modeCacheMs + 100));
     },
     async kvGet(key) {
       try {
@@ -152,7 +172,11 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true } 
   };
 }
 
-/** Calls the admin API; returns { status, body }. */
+/**
+ * Calls the admin API; returns { status, body }. A lane mode switch is made by the ops Worker;
+ * the lane Worker's routing sees it once its copy of the mode expires, so a successful switch
+ * returns after that lifetime, as an operator would see it.
+ */
 export async function admin(stack, method, path, body, token = ADMIN_TOKEN) {
   const headers = { 'content-type': 'application/json' };
   if (token) headers.authorization = `Bearer ${token}`;
@@ -160,6 +184,9 @@ export async function admin(stack, method, path, body, token = ADMIN_TOKEN) {
   const text = await res.text();
   let parsed = null;
   try { parsed = JSON.parse(text); } catch { parsed = text; }
+  if (method === 'PUT' && /^\/segments\/[^/]+\/mode$/.test(path) && res.ok && stack.modeCacheMs) {
+    await new Promise((r) => setTimeout(r, stack.modeCacheMs + 100));
+  }
   return { status: res.status, body: parsed };
 }
 
