@@ -18,6 +18,8 @@ lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown --no-default-features --features lane -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown --no-default-features --features ops -- -D warnings
 	cargo run --quiet --bin explain -- lint --deny
 
 test-native: setup

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs orderlane locally: wrangler dev with embedded D1, KV and Queues under .wrangler/state,
+# Runs orderlane locally: wrangler dev with both Workers and embedded D1, KV and Queues under .wrangler/state,
 # plus a demo fulfilment sink on 127.0.0.1:8788.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,4 +29,6 @@ Look at what was recorded:
   npx wrangler d1 execute orderlane --local --command "SELECT id, topic, order_id, outcome, received_at FROM deliveries ORDER BY id DESC LIMIT 10"
 
 MSG
-node_modules/.bin/wrangler dev --port 8787 --ip 127.0.0.1 --test-scheduled
+# Both Workers in one session: the lane (wrangler.toml) answers on 8787 and passes /admin and
+# /console to the ops Worker (wrangler.ops.toml); both read .dev.vars.
+node_modules/.bin/wrangler dev -c wrangler.toml -c wrangler.ops.toml --port 8787 --ip 127.0.0.1 --test-scheduled

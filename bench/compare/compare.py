@@ -8,7 +8,7 @@ routed ready, queued and POSTed by the fulfilment consumer to a local sink (its 
 too). usage: compare.py CHECKOUT PEER_DIR [ROUNDS] [SECS] [CONNS]
 Needs: wrk; the checkout built (its README build) and the peer's `npm install` done.
 `make compare` does both and runs this from the project root."""
-import http.server, json, os, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
+import http.server, json, os, re, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
 
 HERE = os.path.dirname(os.path.realpath(__file__))
 checkout, peer = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
@@ -51,13 +51,31 @@ def env_for(cwd):
     return env
 
 
+def ops_configs(cwd, state, vars_):
+    """A checkout with an ops Worker (wrangler.ops.toml: admin API, console) runs it beside
+    the lane Worker, as tests/support/stack.mjs does: `--var` reaches the first Worker only, so
+    its config is copied into the state with absolute paths and the vars written beside it."""
+    ops = os.path.join(cwd, "wrangler.ops.toml")
+    if not os.path.exists(ops):
+        return []
+    text = open(ops).read()
+    text = re.sub(r'^\[build\]\ncommand = .*\n', "", text, flags=re.M)
+    text = re.sub(r'^(main|migrations_dir) = "(.*)"$', lambda m: f'{m[1]} = {json.dumps(os.path.join(cwd, m[2]))}',
+                  text, flags=re.M)
+    d = os.path.join(state, "ops")
+    os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, "wrangler.toml"), "w").write(text)
+    open(os.path.join(d, ".dev.vars"), "w").write("".join(f"{k}={json.dumps(v)}\n" for k, v in vars_.items()))
+    return ["-c", os.path.join(cwd, "wrangler.toml"), "-c", os.path.join(d, "wrangler.toml")]
+
+
 def start(cwd, db, vars_, p):
     state = tempfile.mkdtemp(prefix="bench-state-")
     env = env_for(cwd)
     subprocess.run(["npx", "wrangler", "d1", "migrations", "apply", db, "--local", "--persist-to", state],
                    cwd=cwd, env=env, capture_output=True, check=True)
     args = ["npx", "wrangler", "dev", "--ip", "127.0.0.1", "--port", str(p), "--persist-to", state,
-            "--show-interactive-dev-session=false"]
+            "--show-interactive-dev-session=false"] + ops_configs(cwd, state, vars_)
     for k, v in vars_.items(): args += ["--var", f"{k}:{v}"]
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=open(state + "/dev.log", "w"), stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)

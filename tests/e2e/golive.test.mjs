@@ -21,6 +21,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const APP = parse(readFileSync(join(ROOT, 'shopify.app.toml'), 'utf8'));
 const WRANGLER = parse(readFileSync(join(ROOT, 'wrangler.toml'), 'utf8'));
+const OPS = parse(readFileSync(join(ROOT, 'wrangler.ops.toml'), 'utf8'));
 
 const RUNBOOK = (() => {
   const start = README.indexOf('\n## Go-live runbook\n');
@@ -206,7 +207,7 @@ const ACCOUNT_ONLY = [
   /^npx wrangler d1 create [\w-]+$/,
   /^npx wrangler kv namespace create FLAGS( --env staging)?$/,
   /^npx wrangler queues create [\w-]+$/,
-  /^npx wrangler secret put [A-Z_]+( --env staging)?$/,
+  /^npx wrangler secret put [A-Z_]+( -c wrangler\.ops\.toml)?( --env staging)?$/,
   /^shopify app deploy$/,
 ];
 const lines = (block) => block.split('\n').map((l) => l.replace(/\s+#.*$/, '').trim()).filter((l) => l && !l.startsWith('#'));
@@ -237,9 +238,34 @@ describe('the go-live runbook', () => {
     }
     for (const name of created(/^npx wrangler secret put ([A-Z_]+)$/)) assert.ok(table.has(name), name);
     assert.deepEqual(created(/^npx wrangler secret put ([A-Z_]+) --env staging$/), ['ADMIN_TOKENS', 'FULFILMENT_SECRET', 'SHOPIFY_WEBHOOK_SECRET']);
+    // The ops Worker gets every secret the lane Worker gets, in production and in staging.
+    assert.deepEqual(created(/^npx wrangler secret put ([A-Z_]+) -c wrangler\.ops\.toml$/), created(/^npx wrangler secret put ([A-Z_]+)$/));
+    assert.deepEqual(created(/^npx wrangler secret put ([A-Z_]+) -c wrangler\.ops\.toml --env staging$/),
+      created(/^npx wrangler secret put ([A-Z_]+) --env staging$/));
     // ALERT_URL is a secret: a var of the same name would make `secret put ALERT_URL` fail.
     assert.ok(!('ALERT_URL' in (WRANGLER.vars ?? {})));
     assert.ok(!('ALERT_URL' in (WRANGLER.env.staging.vars ?? {})));
+  });
+
+  test('the ops Worker binds the lane Worker\'s database, KV and queue and has its vars, in each environment; only the lane reaches it', () => {
+    const pick = (e) => ({
+      d1: e.d1_databases.map(({ binding, database_name, database_id }) => ({ binding, database_name, database_id })),
+      kv: e.kv_namespaces,
+      producers: e.queues.producers,
+      vars: e.vars,
+    });
+    assert.deepEqual(pick(OPS), pick(WRANGLER));
+    assert.deepEqual(pick(OPS.env.staging), pick(WRANGLER.env.staging));
+    assert.equal(OPS.queues.consumers, undefined, 'the lane Worker alone consumes the queues');
+    assert.equal(OPS.triggers, undefined, 'and runs the cron');
+    for (const e of [OPS, OPS.env.staging]) {
+      assert.equal(e.workers_dev, false);
+      assert.equal(e.preview_urls, false);
+      assert.equal(e.routes, undefined);
+    }
+    assert.deepEqual(WRANGLER.services, [{ binding: 'OPS', service: OPS.name }]);
+    assert.deepEqual(WRANGLER.env.staging.services, [{ binding: 'OPS', service: `${OPS.name}-staging` }]);
+    assert.equal(OPS.main, 'build-ops/worker/shim.mjs');
   });
 
   describe('runs against a local stack', () => {
@@ -346,6 +372,13 @@ describe('the go-live runbook', () => {
       const staging = outputs.find((x) => /^npx wrangler deploy --env staging$/m.test(x.block));
       assert.ok(prod && staging);
       assert.match(prod.stdout, /env\.DB \(orderlane\)/);
+      assert.match(prod.stdout, /env\.OPS \(orderlane-ops\)/);
+      assert.match(staging.stdout, /env\.OPS \(orderlane-ops-staging\)/);
+      // Each block deploys the ops Worker first, with the same database.
+      assert.ok(prod.block.indexOf('npx wrangler deploy -c wrangler.ops.toml') < prod.block.indexOf('npx wrangler deploy\n'));
+      assert.ok(staging.block.indexOf('npx wrangler deploy -c wrangler.ops.toml --env staging') < staging.block.indexOf('npx wrangler deploy --env staging'));
+      assert.equal([...prod.stdout.matchAll(/env\.DB \(orderlane\)/g)].length, 2, prod.stdout);
+      assert.equal([...staging.stdout.matchAll(/env\.DB \(orderlane-staging\)/g)].length, 2, staging.stdout);
       assert.match(prod.stdout, /env\.FULFILMENT_QUEUE \(orderlane-fulfilment\)/);
       assert.match(staging.stdout, /env\.DB \(orderlane-staging\)/);
       assert.match(staging.stdout, /env\.FULFILMENT_QUEUE \(orderlane-staging-fulfilment\)/);
