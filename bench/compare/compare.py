@@ -8,7 +8,7 @@ routed ready, queued and POSTed by the fulfilment consumer to a local sink (its 
 too). usage: compare.py CHECKOUT PEER_DIR [ROUNDS] [SECS] [CONNS]
 Needs: wrk; the checkout built (its README build) and the peer's `npm install` done.
 `make compare` does both and runs this from the project root."""
-import http.server, json, os, re, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
+import http.server, json, os, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
 
 HERE = os.path.dirname(os.path.realpath(__file__))
 checkout, peer = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
@@ -51,31 +51,17 @@ def env_for(cwd):
     return env
 
 
-def ops_configs(cwd, state, vars_):
-    """A checkout with an ops Worker (wrangler.ops.toml: admin API, console) runs it beside
-    the lane Worker, as tests/support/stack.mjs does: `--var` reaches the first Worker only, so
-    its config is copied into the state with absolute paths and the vars written beside it."""
-    ops = os.path.join(cwd, "wrangler.ops.toml")
-    if not os.path.exists(ops):
-        return []
-    text = open(ops).read()
-    text = re.sub(r'^\[build\]\ncommand = .*\n', "", text, flags=re.M)
-    text = re.sub(r'^(main|migrations_dir) = "(.*)"$', lambda m: f'{m[1]} = {json.dumps(os.path.join(cwd, m[2]))}',
-                  text, flags=re.M)
-    d = os.path.join(state, "ops")
-    os.makedirs(d, exist_ok=True)
-    open(os.path.join(d, "wrangler.toml"), "w").write(text)
-    open(os.path.join(d, ".dev.vars"), "w").write("".join(f"{k}={json.dumps(v)}\n" for k, v in vars_.items()))
-    return ["-c", os.path.join(cwd, "wrangler.toml"), "-c", os.path.join(d, "wrangler.toml")]
-
-
-def start(cwd, db, vars_, p):
+def start(cwd, db, vars_, p, setup=()):
+    """`setup`: wrangler commands run against the fresh local state before the Worker starts."""
     state = tempfile.mkdtemp(prefix="bench-state-")
     env = env_for(cwd)
     subprocess.run(["npx", "wrangler", "d1", "migrations", "apply", db, "--local", "--persist-to", state],
                    cwd=cwd, env=env, capture_output=True, check=True)
+    for cmd in setup:
+        subprocess.run(["npx", "wrangler", *cmd, "--local", "--persist-to", state], cwd=cwd, env=env,
+                       capture_output=True, check=True)
     args = ["npx", "wrangler", "dev", "--ip", "127.0.0.1", "--port", str(p), "--persist-to", state,
-            "--show-interactive-dev-session=false"] + ops_configs(cwd, state, vars_)
+            "--show-interactive-dev-session=false"]
     for k, v in vars_.items(): args += ["--var", f"{k}:{v}"]
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=open(state + "/dev.log", "w"), stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -130,12 +116,6 @@ class Sink(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def admin(p, method, path, body):
-    req = urllib.request.Request(f"http://127.0.0.1:{p}/admin{path}", method=method, data=json.dumps(body).encode(),
-                                 headers={"authorization": "Bearer bench-token-123456", "content-type": "application/json"})
-    urllib.request.urlopen(req, timeout=30).read()
-
-
 def states(cwd, state):
     out = subprocess.run(["npx", "wrangler", "d1", "execute", "orderlane", "--local", "--persist-to", state, "--json",
                           "--command", "SELECT state, COUNT(*) AS n FROM orders GROUP BY state"],
@@ -170,11 +150,14 @@ for r in range(rounds):
               f" [{states(checkout, state)}]", flush=True)
     finally: stop(proc)
     p = port()
-    proc, state = start(checkout, "orderlane", dict(OL_VARS, FULFILMENT_URL=f"http://127.0.0.1:{sink.server_port}/fulfilments"), p)
+    # Every lane in `auto` by the KV flag and the stock loaded in D1, as an operator can with
+    # wrangler alone: the lane Worker runs by itself, as the peer does, with no admin API behind it.
+    stock = ", ".join(f"('{s}', 10000000, 0, 'bench')" for s in SKUS)
+    setup = [["kv", "key", "put", "--binding", "FLAGS", f"segment:{lane}:mode", "auto"] for lane in LANES] + \
+        [["d1", "execute", "orderlane", "--command", f"INSERT INTO stock (sku, available, updated_ms, updated_by) VALUES {stock}"]]
+    proc, state = start(checkout, "orderlane", dict(OL_VARS, FULFILMENT_URL=f"http://127.0.0.1:{sink.server_port}/fulfilments"), p,
+                        setup)
     try:
-        for lane in LANES:
-            admin(p, "PUT", f"/segments/{lane}/mode", {"mode": "auto", "note": "bench: auto"})
-        admin(p, "PUT", "/stock", [{"sku": s, "available": 10_000_000} for s in SKUS])
         before = Sink.count
         line = drive(proc, f'http://127.0.0.1:{p}/webhooks/shopify', pools['ol'])
         print(f"round {r + 1} orderlane auto    : {line} sent_to_sink={Sink.count - before}"
