@@ -322,6 +322,7 @@ describe('the go-live runbook', () => {
     test('every local block ran (see before), health included', () => {
       assert.ok(outputs.length >= 10, `${outputs.length} blocks ran`);
       assert.match(output('/healthz'), /"ok":\s*true/);
+      assert.match(output('/healthz'), /"differs":\s*\[\]/, 'the deep check reached the ops Worker');
     });
 
     test('the subscribe commands registered every topic once, at the given address', () => {

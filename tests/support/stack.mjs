@@ -76,10 +76,12 @@ function opsConfig(persist, vars) {
 
 /**
  * Starts one stack. Options: `vars` (extra vars/secrets), `downstream` (fake server options),
- * `migrate: false` (leave D1 without its schema, to see storage failures).
+ * `migrate: false` (leave D1 without its schema, to see storage failures), `ops: false` (the lane
+ * Worker alone, its OPS binding unanswered), `opsVars` (the ops Worker's vars differ: a value, or
+ * `undefined` to leave one out).
  * Returns { url, fake, persist, sql(), kvPut(), stop(), logs }.
  */
-export async function startStack({ vars = {}, downstream = {}, migrate = true } = {}) {
+export async function startStack({ vars = {}, downstream = {}, migrate = true, ops = true, opsVars = {} } = {}) {
   if (!existsSync(join(ROOT, 'build', 'worker', 'shim.mjs')) || !existsSync(join(ROOT, 'build-ops', 'worker', 'shim.mjs'))) {
     throw new Error('build/ is missing: run `make build` (or `make test`, which builds first)');
   }
@@ -106,8 +108,10 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true } 
     MODE_CACHE_MS: '500',
     ...vars,
   };
-  const args = ['dev', '-c', join(ROOT, 'wrangler.toml'), '-c', opsConfig(persist, allVars), '--port', String(port),
-    '--ip', '127.0.0.1', '--inspector-port', String(inspector), '--persist-to', persist, '--test-scheduled', '--log-level', 'info'];
+  const opsEnv = Object.fromEntries(Object.entries({ ...allVars, ...opsVars }).filter(([, v]) => v !== undefined));
+  const configs = ['-c', join(ROOT, 'wrangler.toml'), ...(ops ? ['-c', opsConfig(persist, opsEnv)] : [])];
+  const args = ['dev', ...configs, '--port', String(port), '--ip', '127.0.0.1', '--inspector-port', String(inspector),
+    '--persist-to', persist, '--test-scheduled', '--log-level', 'info'];
   for (const [k, v] of Object.entries(allVars)) args.push('--var', `${k}:${v}`);
   const child = spawn(WRANGLER, args, { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
