@@ -299,7 +299,9 @@ async function execute(stack, c, op) {
     res = await withRetries(() => c.act(op.orderId, op.action, { note: op.note }));
     op.outcome = res.status === 200 ? 'ok' : `${res.status}${res.body?.error ? ` ${res.body.error}` : ''}`;
   } else if (op.type === 'flip') {
-    res = await withRetries(() => c.setMode(op.lane, op.mode, op.note));
+    // Returns at the answer: orders right after a switch meet routing's copy of the old mode,
+    // and the send-time check must still stop them.
+    res = await withRetries(() => c.setMode(op.lane, op.mode, op.note, { wait: false }));
     op.outcome = res.status === 200 ? 'ok' : `${res.status}${res.body?.error ? ` ${res.body.error}` : ''}`;
   }
   op.status = res.status;

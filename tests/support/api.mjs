@@ -1,6 +1,6 @@
 // Shared e2e helpers over one running stack: deliveries, order views, waiting for states,
 // firing the cron, and the fake warehouse's log. One copy instead of one per suite.
-import { admin, eventually, SECRET, SHOP } from './stack.mjs';
+import { admin, adminNow, eventually, SECRET, SHOP } from './stack.mjs';
 import { randomUUID } from 'node:crypto';
 import { deliver } from './shopify.mjs';
 
@@ -35,7 +35,9 @@ export function client(stack) {
   const reservations = async (id) =>
     stack.sql(`SELECT sku, quantity, submitted_ms FROM reservations WHERE order_id = '${id}' ORDER BY sku`);
   const act = (id, action, body, shop = SHOP) => admin(stack, 'POST', `/orders/${shop}/${id}/${action}`, body);
-  const setMode = (lane, mode, note = 'e2e') => admin(stack, 'PUT', `/segments/${lane}/mode`, { mode, note });
+  /** A lane switch; returns after routing's copy of the mode expired unless `{ wait: false }`. */
+  const setMode = (lane, mode, note = 'e2e', { wait = true } = {}) =>
+    (wait ? admin : adminNow)(stack, 'PUT', `/segments/${lane}/mode`, { mode, note });
 
   /**
    * Delivers like Shopify does after a 429 or 5xx answer: the same webhook id again, after the

@@ -176,22 +176,29 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true, o
   };
 }
 
-/**
- * Calls the admin API; returns { status, body }. A lane mode switch is made by the ops Worker;
- * the lane Worker's routing sees it once its copy of the mode expires, so a successful switch
- * returns after that lifetime, as an operator would see it.
- */
-export async function admin(stack, method, path, body, token = ADMIN_TOKEN) {
+/** Calls the admin API and returns at its answer: { status, body }. */
+export async function adminNow(stack, method, path, body, token = ADMIN_TOKEN) {
   const headers = { 'content-type': 'application/json' };
   if (token) headers.authorization = `Bearer ${token}`;
   const res = await fetch(`${stack.url}/admin${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await res.text();
   let parsed = null;
   try { parsed = JSON.parse(text); } catch { parsed = text; }
-  if (method === 'PUT' && /^\/segments\/[^/]+\/mode$/.test(path) && res.ok && stack.modeCacheMs) {
-    await new Promise((r) => setTimeout(r, stack.modeCacheMs + 100));
-  }
   return { status: res.status, body: parsed };
+}
+
+/**
+ * Calls the admin API; returns { status, body }. A lane mode switch is made by the ops Worker;
+ * the lane Worker's routing sees it once its copy of the mode expires, so a successful switch
+ * returns after that lifetime, as an operator would see it. (`adminNow` does not wait: the
+ * soak uses it, so its orders meet routing's stale copy and the send-time check must hold.)
+ */
+export async function admin(stack, method, path, body, token = ADMIN_TOKEN) {
+  const r = await adminNow(stack, method, path, body, token);
+  if (method === 'PUT' && /^\/segments\/[^/]+\/mode$/.test(path) && r.status === 200 && stack.modeCacheMs) {
+    await new Promise((res) => setTimeout(res, stack.modeCacheMs + 100));
+  }
+  return r;
 }
 
 /** Polls `fn` until it returns a truthy value or the deadline passes. */
