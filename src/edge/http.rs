@@ -186,10 +186,8 @@ struct FaultsBody {
 /// Worker, whose routing and consumer are what the faults are for.
 #[cfg(feature = "lane")]
 async fn faults(mut req: Request, env: &Env) -> Response {
-    match super::api::bearer(&req, env) {
-        Some(Ok(_)) => {}
-        Some(Err(refused)) => return refused,
-        None => return super::api::unauthorized(),
+    if let Err(refused) = super::api::bearer(&req, env).unwrap_or_else(|| Err(super::api::unauthorized())) {
+        return refused;
     }
     if !super::context::Settings::from_env(env).allow_faults {
         return error(404, "not_found", "no such admin endpoint");

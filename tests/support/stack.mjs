@@ -83,7 +83,7 @@ function opsConfig(persist, vars) {
  */
 export async function startStack({ vars = {}, downstream = {}, migrate = true, ops = true, opsVars = {} } = {}) {
   if (!existsSync(join(ROOT, 'build', 'worker', 'shim.mjs')) || !existsSync(join(ROOT, 'build-ops', 'worker', 'shim.mjs'))) {
-    throw new Error('build/ is missing: run `make build` (or `make test`, which builds first)');
+    throw new Error('build/ or build-ops/ is missing: run `make build` (or `make test`, which builds first)');
   }
   const persist = mkdtempSync(join(tmpdir(), 'orderlane-e2e-'));
   // wrangler appends a debug log of every run (each subrequest's inspector events included) under
