@@ -7,6 +7,7 @@ pub mod apply;
 pub mod console;
 pub mod fulfilment;
 pub mod gates;
+pub mod group;
 pub mod health;
 pub mod inputs;
 pub mod kpi;

@@ -186,7 +186,7 @@ impl Edge {
 
     /// What KV says for a lane, read now. An error is an error: callers retry later, never guess.
     pub async fn kv_mode(&self, lane: &str) -> Result<KvMode, String> {
-        if take_injected_kv_failure() {
+        if take(&KV_FAILURES) {
             return Err("injected KV failure".into());
         }
         let Some(flags) = self.flags.as_ref() else { return Err("FLAGS binding missing".into()) };
@@ -260,18 +260,28 @@ pub fn random_id() -> String {
 // isolate fail, as a KV outage would. Workers isolates are single-threaded.
 thread_local! {
     static KV_FAILURES: Cell<u32> = const { Cell::new(0) };
+    static LEADER_DROPS: Cell<u32> = const { Cell::new(0) };
 }
 
 pub fn inject_kv_failures(n: u32) {
     KV_FAILURES.with(|c| c.set(n));
 }
 
-fn take_injected_kv_failure() -> bool {
-    KV_FAILURES.with(|c| {
+/// The next `n` leaders of a shared write batch drop out (`edge::group`).
+pub fn inject_leader_drops(n: u32) {
+    LEADER_DROPS.with(|c| c.set(n));
+}
+
+fn take(counter: &'static std::thread::LocalKey<Cell<u32>>) -> bool {
+    counter.with(|c| {
         let left = c.get();
         if left > 0 {
             c.set(left - 1);
         }
         left > 0
     })
+}
+
+pub fn take_injected_leader_drop() -> bool {
+    take(&LEADER_DROPS)
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use super::context::Edge;
 use super::store::{Guess, ModeSource, NewDelivery, OrderReads, ReadPlan, StockGuess, StoreError};
 use super::writer::{self, Change};
-use super::{memo, queue};
+use super::{group, memo, queue};
 use crate::core::apply::{apply_delivery, Delivery as CoreDelivery, Incoming, RouteEnv};
 use crate::core::lifecycle::KvMode;
 use crate::core::order::{parse_order, parse_risk_event, Order, RiskEvent};
@@ -283,7 +283,7 @@ async fn attempt(
     };
     statements.extend(writer::statements(store, &change, &applied)?);
     let mirror = writer::shopify_desire(&change, &applied).is_some();
-    store.batch(statements).await?;
+    group::write(store, statements).await?;
     if note {
         memo::noted(&lane_name, seen, now_ms);
     }

@@ -19,6 +19,7 @@ mod cron;
 mod flags;
 mod fulfil;
 mod gates;
+mod group;
 mod http;
 mod ingest;
 mod kpi_store;

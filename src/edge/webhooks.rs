@@ -79,16 +79,20 @@ pub async fn handle(mut req: Request, env: &Env) -> Response {
 
 /// `Server-Timing` with what the delivery cost in storage round trips, e.g.
 /// `d1;desc="1 batch, 6 statements", kv;desc="0 reads"`: visible in any HTTP client, and what
-/// the tests hold the common path to.
+/// the tests hold the common path to. A write that shared its D1 call with other deliveries
+/// (`edge::group`) adds `group;desc="5 deliveries"`.
 fn with_cost(mut resp: Response, edge: &Edge) -> Response {
     let (trips, statements) = edge.store.cost();
     let plural = |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    let value = format!(
+    let mut value = format!(
         "d1;desc=\"{}, {}\", kv;desc=\"{}\"",
         plural(trips, "batch", "batches"),
         plural(statements, "statement", "statements"),
         plural(edge.kv_reads.get(), "read", "reads"),
     );
+    if edge.store.shared() > 1 {
+        value.push_str(&format!(", group;desc=\"{} deliveries\"", edge.store.shared()));
+    }
     let _ = resp.headers_mut().set("Server-Timing", &value);
     resp
 }

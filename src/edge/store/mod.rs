@@ -62,6 +62,8 @@ pub struct Store {
     /// D1 round trips and statements this event made, for `Server-Timing`.
     trips: Cell<u32>,
     statements: Cell<u32>,
+    /// Deliveries in the largest shared batch this event's writes rode in (`edge::group`).
+    shared: Cell<u32>,
 }
 
 pub(crate) fn s(v: &str) -> JsValue {
@@ -91,13 +93,23 @@ pub struct NewDelivery<'a> {
 
 impl Store {
     pub fn new(db: D1Database) -> Self {
-        Store { db, trips: Cell::new(0), statements: Cell::new(0) }
+        Store { db, trips: Cell::new(0), statements: Cell::new(0), shared: Cell::new(1) }
     }
 
     /// Counts one round trip of `statements` statements.
     pub(crate) fn count(&self, statements: usize) {
         self.trips.set(self.trips.get() + 1);
         self.statements.set(self.statements.get() + statements as u32);
+    }
+
+    /// Notes that a write rode in a batch shared by `deliveries` deliveries.
+    pub(crate) fn shared_by(&self, deliveries: u32) {
+        self.shared.set(self.shared.get().max(deliveries));
+    }
+
+    /// Deliveries in the largest batch this event shared (1: none shared).
+    pub fn shared(&self) -> u32 {
+        self.shared.get()
     }
 
     /// `(round trips, statements)` so far.
@@ -118,14 +130,7 @@ impl Store {
     ) -> StoreResult<Vec<js_sys::Array>> {
         self.count(statements.len());
         let list: js_sys::Array = statements.iter().map(|st| JsValue::from(st.inner())).collect();
-        let db: &JsValue = self.db.as_ref();
-        let batch = js_sys::Reflect::get(db, &JsValue::from_str("batch"))
-            .and_then(|f| f.dyn_into::<js_sys::Function>())
-            .map_err(js_error)?;
-        let promise = batch.call1(db, &list).map_err(js_error)?;
-        let results = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&promise))
-            .await
-            .map_err(js_error)?;
+        let results = self.batch_raw(&list).await?;
         js_sys::Array::from(&results)
             .iter()
             .map(|r| {
@@ -134,6 +139,17 @@ impl Store {
                     .map_err(js_error)
             })
             .collect()
+    }
+
+    /// Runs a JS array of prepared statements as one transaction (uncounted: callers count)
+    /// and answers D1's array of results.
+    pub(crate) async fn batch_raw(&self, list: &js_sys::Array) -> StoreResult<JsValue> {
+        let db: &JsValue = self.db.as_ref();
+        let batch = js_sys::Reflect::get(db, &JsValue::from_str("batch"))
+            .and_then(|f| f.dyn_into::<js_sys::Function>())
+            .map_err(js_error)?;
+        let promise = batch.call1(db, list).map_err(js_error)?;
+        wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&promise)).await.map_err(js_error)
     }
 
     /// The statements that durably record one delivery and its raw body. Run them in one
