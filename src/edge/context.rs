@@ -261,15 +261,33 @@ pub fn random_id() -> String {
 thread_local! {
     static KV_FAILURES: Cell<u32> = const { Cell::new(0) };
     static LEADER_DROPS: Cell<u32> = const { Cell::new(0) };
+    static GROUP_FAILURES: Cell<u32> = const { Cell::new(0) };
 }
 
-pub fn inject_kv_failures(n: u32) {
-    KV_FAILURES.with(|c| c.set(n));
+/// Faults a test stack can inject into this isolate, as set by `POST /admin/faults`.
+#[derive(Clone, Copy, Default, serde::Deserialize, serde::Serialize)]
+pub struct Faults {
+    /// The next N KV reads fail, as a KV outage would.
+    #[serde(default)]
+    pub kv_read_failures: u32,
+    /// The next N leaders of a shared write batch drop out as a cancelled request would
+    /// (`edge::group`): nothing written, no member answered, 503 to their own client.
+    #[serde(default)]
+    pub group_leader_drops: u32,
+    /// The next N shared write batches carry a statement D1 refuses (a CHECK constraint),
+    /// so the whole batch fails and each member writes alone.
+    #[serde(default)]
+    pub group_batch_failures: u32,
 }
 
-/// The next `n` leaders of a shared write batch drop out (`edge::group`).
-pub fn inject_leader_drops(n: u32) {
-    LEADER_DROPS.with(|c| c.set(n));
+/// Sets the faults; answers what was left of the previous ones (0 when they all fired).
+pub fn inject(f: Faults) -> Faults {
+    let swap = |c: &'static std::thread::LocalKey<Cell<u32>>, n: u32| c.with(|c| c.replace(n));
+    Faults {
+        kv_read_failures: swap(&KV_FAILURES, f.kv_read_failures),
+        group_leader_drops: swap(&LEADER_DROPS, f.group_leader_drops),
+        group_batch_failures: swap(&GROUP_FAILURES, f.group_batch_failures),
+    }
 }
 
 fn take(counter: &'static std::thread::LocalKey<Cell<u32>>) -> bool {
@@ -284,4 +302,8 @@ fn take(counter: &'static std::thread::LocalKey<Cell<u32>>) -> bool {
 
 pub fn take_injected_leader_drop() -> bool {
     take(&LEADER_DROPS)
+}
+
+pub fn take_injected_group_failure() -> bool {
+    take(&GROUP_FAILURES)
 }

@@ -91,6 +91,14 @@ async fn lead(store: &Store, id: u64, own: js_sys::Array, now: i64) -> StoreResu
         // A local test stack's stand-in for a request cancelled while it leads.
         return Err(StoreError::Unavailable("injected fault: the group's leader dropped out".into()));
     }
+    if !members.is_empty() && super::context::take_injected_group_failure() {
+        if let Ok(refused) = store.stmt(
+            "INSERT INTO stock (sku, available, updated_ms, updated_by) VALUES ('injected-fault', -1, 0, 'fault')",
+            &[],
+        ) {
+            statements.push(&JsValue::from(refused.inner()));
+        }
+    }
     let result = store.batch_raw(&statements).await.map(drop);
     finished(id);
     let deliveries = members.len() as u32 + 1;

@@ -174,19 +174,9 @@ async fn ops(req: Request, env: &Env) -> Response {
     }
 }
 
-#[derive(serde::Deserialize)]
-#[cfg(feature = "lane")]
-struct FaultsBody {
-    #[serde(default)]
-    kv_read_failures: u32,
-    #[serde(default)]
-    group_leader_drops: u32,
-}
-
-/// `POST /admin/faults` (only with `ALLOW_FAULTS=1`, on local test stacks): makes the next
-/// `kv_read_failures` KV reads of this isolate fail, as a KV outage would, and the next
-/// `group_leader_drops` leaders of a shared write batch drop out as a cancelled request would:
-/// nothing written, no member answered, 503 to their own client. Answered by the lane
+/// `POST /admin/faults` (only with `ALLOW_FAULTS=1`, on local test stacks): sets the faults
+/// of this isolate (`context::Faults`) and answers them with what was `left` of the previous
+/// ones, so a test can tell that a fault fired. Answered by the lane
 /// Worker, whose routing and consumer are what the faults are for.
 #[cfg(feature = "lane")]
 async fn faults(mut req: Request, env: &Env) -> Response {
@@ -196,17 +186,10 @@ async fn faults(mut req: Request, env: &Env) -> Response {
     if !super::context::Settings::from_env(env).allow_faults {
         return error(404, "not_found", "no such admin endpoint");
     }
-    match super::api::body::<FaultsBody>(&mut req).await {
-        Ok(b) => {
-            super::context::inject_kv_failures(b.kv_read_failures);
-            super::context::inject_leader_drops(b.group_leader_drops);
-            json(
-                200,
-                &serde_json::json!({
-                    "kv_read_failures": b.kv_read_failures,
-                    "group_leader_drops": b.group_leader_drops,
-                }),
-            )
+    match super::api::body::<super::context::Faults>(&mut req).await {
+        Ok(f) => {
+            let left = super::context::inject(f);
+            json(200, &serde_json::json!({ "set": f, "left": left }))
         }
         Err(refused) => refused,
     }
