@@ -355,10 +355,14 @@ async function quiesce(stack, c, warehouse, finalModes, { quietMs, maxMs, cronEv
       FROM orders WHERE state = '${READY}' GROUP BY segment`);
     const inFlight = rows.reduce((s, x) => s + (x.in_flight ?? 0), 0);
     const readyAuto = rows.filter((x) => finalModes[x.segment] === 'auto').reduce((s, x) => s + x.ready, 0);
-    const quietFor = Date.now() - Math.max(warehouse.lastActivity(), lastCron);
-    last = { inFlight, readyAuto, quietFor, crons };
+    // Quiet: no warehouse call for quietMs, and a cron has run since the last one and found
+    // nothing to send. (Measuring from the last cron instead would never reach quietMs while
+    // the crons come every cronEveryMs < quietMs.)
+    const quietFor = Date.now() - warehouse.lastActivity();
+    const cronSince = lastCron > warehouse.lastActivity();
+    last = { inFlight, readyAuto, quietFor, cronSince, crons };
     const recovered = crons >= minCrons && Date.now() - started >= RECOVERY_MS;
-    if (inFlight === 0 && quietFor >= quietMs && (readyAuto === 0 || recovered)) {
+    if (inFlight === 0 && quietFor >= quietMs && cronSince && (readyAuto === 0 || recovered)) {
       return { quiesced: true, ms: Date.now() - started, ...last };
     }
     await sleep(1000);
