@@ -11,7 +11,9 @@
 //!
 //! A delivery that finds nothing in flight writes at once (`Solo`): a quiet isolate adds no
 //! latency. A leader waits for the batch in flight to finish (it is woken by it), at most
-//! [`LEAD_WAIT_MS`]; a member waits for its leader's answer at most [`JOIN_WAIT_MS`], then
+//! [`LEAD_WAIT_MS`], then [`GATHER_MS`] more for company unless its group is full (a commit
+//! delay, as databases use: under load the deliveries that arrive meanwhile ride in the same
+//! call, and it costs nothing when the isolate is quiet); a member waits for its leader's answer at most [`JOIN_WAIT_MS`], then
 //! writes alone. A request can be cancelled (its client went away) while it leads, so no
 //! other request ever depends on it for longer than those bounds: groups and batches that
 //! outlive [`STALE_MS`] are forgotten.
@@ -23,6 +25,8 @@
 pub const MAX_MEMBERS: usize = 16;
 /// How long a leader waits for the batch in flight before it writes anyway.
 pub const LEAD_WAIT_MS: u32 = 250;
+/// How long a leader woken by the batch before it still gathers (see the module comment).
+pub const GATHER_MS: u32 = 4;
 /// How long a member waits for its leader's answer before it writes alone.
 pub const JOIN_WAIT_MS: u32 = 2_000;
 /// A group still open, or a batch still in flight, after this long is presumed abandoned.
@@ -108,6 +112,11 @@ impl Groups {
     /// The open group's id and size.
     pub fn open(&self) -> Option<(u64, usize)> {
         self.open.map(|o| (o.id, o.members))
+    }
+
+    /// True when group `id` is open and has room: its leader, woken, may gather a while.
+    pub fn has_room(&self, id: u64) -> bool {
+        self.open.is_some_and(|o| o.id == id && o.members < MAX_MEMBERS)
     }
 
     fn forget_stale(&mut self, now_ms: i64) {
@@ -219,7 +228,7 @@ mod model {
 
     #[derive(Debug, Clone, Copy, PartialEq)]
     enum Phase {
-        Leading { id: u64, until: i64 },
+        Leading { id: u64, until: i64, woken: bool },
         Joined { id: u64, until: i64 },
         Writing,
         Done,
@@ -259,7 +268,8 @@ mod model {
             match self.g.arrive(self.t) {
                 Role::Solo => self.start(Some(0), vec![i]),
                 Role::Lead(id) => {
-                    self.reqs[i].phase = Phase::Leading { id, until: self.t + i64::from(LEAD_WAIT_MS) };
+                    self.reqs[i].phase =
+                        Phase::Leading { id, until: self.t + i64::from(LEAD_WAIT_MS), woken: false };
                     self.gathering.insert(id, vec![i]);
                 }
                 Role::Join { id, wake } => {
@@ -277,10 +287,12 @@ mod model {
             }
         }
 
+        /// The edge's leader, woken: it gathers [`GATHER_MS`] more while its group has room.
         fn wake(&mut self, leader: usize, id: u64) {
-            if let Phase::Leading { id: led, .. } = self.reqs[leader].phase {
+            if let Phase::Leading { id: led, woken: false, .. } = self.reqs[leader].phase {
                 if led == id {
-                    self.reqs[leader].phase = Phase::Leading { id, until: self.t };
+                    let gather = if self.g.has_room(id) { i64::from(GATHER_MS) } else { 0 };
+                    self.reqs[leader].phase = Phase::Leading { id, until: self.t + gather, woken: true };
                 }
             }
         }
@@ -331,8 +343,8 @@ mod model {
 
         fn timer(&mut self, i: usize) {
             match self.reqs[i].phase {
-                Phase::Leading { id, until } => {
-                    if until > self.reqs[i].at && until - self.reqs[i].at >= i64::from(LEAD_WAIT_MS) {
+                Phase::Leading { id, woken, .. } => {
+                    if !woken {
                         self.timers_fired += 1;
                     }
                     self.g.close(id, self.t);
@@ -439,7 +451,8 @@ mod model {
             steps in proptest::collection::vec(step(), 1..80),
         ) {
             let w = run(&steps, true);
-            let bound = i64::from(JOIN_WAIT_MS).max(i64::from(LEAD_WAIT_MS) + MAX_BATCH_MS) + MAX_BATCH_MS;
+            let bound =
+                i64::from(JOIN_WAIT_MS).max(i64::from(LEAD_WAIT_MS + GATHER_MS) + MAX_BATCH_MS) + MAX_BATCH_MS;
             for (i, r) in w.reqs.iter().enumerate() {
                 prop_assert!(w.written.get(&r.key).copied().unwrap_or(0) <= 1);
                 if r.cancelled.is_some() {
@@ -468,8 +481,11 @@ mod model {
         }
         assert_eq!(w.batches.len(), 1, "the first writes alone, the rest gather");
         w.pass(50);
+        assert_eq!(w.batches.len(), 0, "the solo batch is written; the leader gathers a while longer");
+        w.arrive(6, 50);
+        w.pass(i64::from(GATHER_MS));
         assert_eq!(w.batches.len(), 1);
-        assert_eq!(w.batches[0].members.len(), 5);
+        assert_eq!(w.batches[0].members.len(), 6, "the late arrival rode along");
         w.pass(1_000);
         assert!(w.reqs.iter().all(|r| r.phase == Phase::Done));
         assert_eq!(w.timers_fired, 0);

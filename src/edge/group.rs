@@ -80,7 +80,11 @@ async fn lead(store: &Store, id: u64, own: js_sys::Array, now: i64) -> StoreResu
         g.insert(id, Gathering { statements, members: Vec::new(), wake: Some(wake), since_ms: now });
     });
     let timer = Delay::from(Duration::from_millis(u64::from(group::LEAD_WAIT_MS)));
-    let _ = select(JsFuture::from(woken), timer).await;
+    if let Either::Left(_) = select(JsFuture::from(woken), timer).await {
+        if GROUPS.with(|g| g.borrow().has_room(id)) {
+            Delay::from(Duration::from_millis(u64::from(group::GATHER_MS))).await;
+        }
+    }
     GROUPS.with(|g| g.borrow_mut().close(id, now_ms()));
     let gathered = GATHERING.with(|g| g.borrow_mut().remove(&id));
     let (statements, members) = match gathered {
