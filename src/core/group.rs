@@ -70,15 +70,10 @@ impl Groups {
                 open.members += 1;
                 return Role::Join { id: open.id, wake: open.members == MAX_MEMBERS };
             }
-            // Full, its leader already woken: start on the next one.
         }
-        if self.in_flight.is_empty() && self.open.is_none() {
-            self.in_flight.push((0, now_ms));
-            return Role::Solo;
-        }
-        if self.open.is_some() {
-            // A full group not yet closed and a batch in flight: write alone rather than wait
-            // behind both.
+        // Nothing in flight: write at once. A full group not yet closed (its leader already
+        // woken): write alone rather than wait behind it.
+        if self.in_flight.is_empty() || self.open.is_some() {
             self.in_flight.push((0, now_ms));
             return Role::Solo;
         }
