@@ -28,9 +28,10 @@ if ! have_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" --force
 fi
 
-# The go-live test runs the README's curl and openssl commands as written.
+# The go-live test runs the README's curl and openssl commands as written; the harness reads the
+# local D1 file with python3's sqlite3 (tests/support/d1.py).
 missing=""
-for tool in curl openssl; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+for tool in curl openssl python3; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
 if [ -n "$missing" ]; then
   step "installing$missing"
   apt-get update -qq && apt-get install -y -qq $missing

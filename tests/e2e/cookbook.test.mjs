@@ -37,14 +37,14 @@ test('the README has the cookbook queries', () => {
 test('every cookbook query runs and the backlog query sees the held order', async () => {
   for (const q of queries) {
     const sql = q.replaceAll("'demo.myshopify.com'", `'${SHOP}'`).replaceAll("'820982911946154508'", `'${heldId}'`);
-    const rows = await stack.sql(sql);
+    const rows = await stack.wranglerSql(sql);
     assert.ok(Array.isArray(rows), sql);
   }
-  const backlog = await stack.sql(queries.find((q) => q.includes('oldest_minutes')));
+  const backlog = await stack.wranglerSql(queries.find((q) => q.includes('oldest_minutes')));
   assert.ok(backlog.some((r) => r.reason === 'payment' && r.orders >= 1), JSON.stringify(backlog));
-  const dead = await stack.sql(queries.find((q) => q.includes('FROM dead_letters WHERE resolved_ms IS NULL')));
+  const dead = await stack.wranglerSql(queries.find((q) => q.includes('FROM dead_letters WHERE resolved_ms IS NULL')));
   assert.equal(dead.length, 1);
   assert.equal(dead[0].cause, 'refused');
-  const timeline = await stack.sql(queries.find((q) => q.includes('ORDER BY id')).replaceAll("'demo.myshopify.com'", `'${SHOP}'`).replaceAll("'820982911946154508'", `'${heldId}'`));
+  const timeline = await stack.wranglerSql(queries.find((q) => q.includes('ORDER BY id')).replaceAll("'demo.myshopify.com'", `'${SHOP}'`).replaceAll("'820982911946154508'", `'${heldId}'`));
   assert.ok(timeline.some((r) => r.to_state === 'hold' && r.reason === 'payment'), JSON.stringify(timeline));
 });

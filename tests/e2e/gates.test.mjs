@@ -264,7 +264,7 @@ test('the README KPI query gives the same numbers as the API', async () => {
   const to = now + 1;
   const fixed = sql.replace(/^WITH win AS .*$/m, `WITH win AS (SELECT ${from} AS f, ${to} AS t, ${now} AS now),`);
   assert.notEqual(fixed, sql, 'the window line was found');
-  const rows = await stack.sql(fixed);
+  const rows = await stack.wranglerSql(fixed);
   for (const lane of ['default', 'pos', 'wholesale']) {
     const row = rows.find((r) => r.lane === lane);
     const api = (await admin(stack, 'GET', `/segments/${lane}/kpis?from=${from}&to=${to}`)).body;
@@ -285,7 +285,7 @@ test('the README gate report query shows the rollback as the API does', async ()
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
   const block = readme.split('<!-- gate-report-query -->')[1];
   const sql = block.slice(block.indexOf('--command "') + 11, block.indexOf('"\n```'));
-  const rows = await stack.sql(sql);
+  const rows = await stack.wranglerSql(sql);
   const def = rows.filter((r) => r.segment === 'default');
   assert.deepEqual(def.map((r) => [r.gate, r.status, r.decision]),
     [['A', 'fail', 'rolled_back'], ['B', 'pending', 'rolled_back'], ['C', 'pending', 'rolled_back']]);

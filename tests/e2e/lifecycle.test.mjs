@@ -347,7 +347,7 @@ test('defect 5, the lease ends while an attempt is in flight: no concurrent POST
     await deliverOk(o.raw);
     first = await Promise.race([firstSeen, sleep(30_000).then(() => null)]);
     assert.ok(first, 'the first POST reached the warehouse');
-    await stack.sql(`UPDATE orders SET lease_until = 0 WHERE shop = '${SHOP}' AND order_id = '${o.id}'`);
+    await stack.exec(`UPDATE orders SET lease_until = 0 WHERE shop = '${SHOP}' AND order_id = '${o.id}'`);
     assert.equal(await c.fireCron(), 200);
     assert.ok(Date.now() < first.at + TIMEOUT_MS - 1500,
       `test setup: the lease ended and the cron ran while the first POST was in flight (${Date.now() - first.at} ms in)`);
@@ -392,7 +392,7 @@ test('defect 5 (takeover), an acceptance that returns after another consumer too
     assert.ok(first, 'the first POST reached the warehouse');
     // As if the lease had run out and a second consumer had claimed the order meanwhile.
     const until = Date.now() + 120_000;
-    await stack.sql(`UPDATE orders SET lease_id = 'another-consumer', lease_until = ${until} WHERE shop = '${SHOP}' AND order_id = '${o.id}'`);
+    await stack.exec(`UPDATE orders SET lease_id = 'another-consumer', lease_until = ${until} WHERE shop = '${SHOP}' AND order_id = '${o.id}'`);
   } finally {
     release();
   }
@@ -415,10 +415,10 @@ test('defect 6, a ready order whose retry message is lost is re-sent by the next
   // As if the re-enqueue had failed two minutes ago: the retry was due then, nothing carries it.
   const due = Date.now() - 120_000;
   const where = `WHERE shop = '${SHOP}' AND order_id = '${o.id}'`;
-  await stack.sql(`UPDATE orders SET enqueued_ms = ${due} ${where}`);
+  await stack.exec(`UPDATE orders SET enqueued_ms = ${due} ${where}`);
   let columnError = null;
   try {
-    await stack.sql(`UPDATE orders SET next_attempt_ms = ${due} ${where}`);
+    await stack.exec(`UPDATE orders SET next_attempt_ms = ${due} ${where}`);
   } catch (e) {
     columnError = (`${e.stdout ?? ''}${e.stderr ?? ''}`.match(/no such column[^"\n]*/) ?? [e.message.split('\n')[0]])[0];
   }
@@ -446,12 +446,12 @@ test('defect 7, a D1 outage while a retry is queued: the message waits it out, t
   try {
     // D1 "fails" (every statement touching submission_attempts errors) before the retry is due,
     // and stays down for 15 s after it: the consumer meets the outage for its whole length.
-    await stack.sql('ALTER TABLE submission_attempts RENAME TO sa_x');
+    await stack.exec('ALTER TABLE submission_attempts RENAME TO sa_x');
     renamed = true;
     assert.equal(c.posts(o.id).length, 1, 'test setup: the retry was still queued when D1 broke');
     await sleep(Math.max(0, retryDue + 15_000 - Date.now()));
   } finally {
-    if (renamed) await stack.sql('ALTER TABLE sa_x RENAME TO submission_attempts');
+    if (renamed) await stack.exec('ALTER TABLE sa_x RENAME TO submission_attempts');
   }
   assert.equal(await c.fireCron(), 200);
   // The 15-minute cron keeps running in production; here it runs every 20 s while we wait.
@@ -597,7 +597,7 @@ test('defect 9c, cron sweep with 1000 waiting new orders still times out a fraud
     const rv = (await c.view(waiting.id)).order.rules_version;
     // 1000 wholesale orders waiting for payment, an hour into their 7-day window.
     const t = Date.now() - 3_600_000;
-    await stack.sql(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+    await stack.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
       INSERT INTO orders (shop, order_id, order_name, state, segment, mode, rule_ids, explanation, rules_version,
         financial_status, total_cents, currency, order_updated_ms, event_triggered_ms, seq, created_ms,
         order_created_ms, state_since_ms, updated_ms)
@@ -613,7 +613,7 @@ test('defect 9c, cron sweep with 1000 waiting new orders still times out a fraud
     const [{ still }] = await stack.sql(`SELECT COUNT(*) AS still FROM orders WHERE state = 'new' AND order_id BETWEEN '${lo}' AND '${hi}'`);
     assert.equal(still, 1000, 'orders inside their payment window keep waiting');
   } finally {
-    await stack.sql(`DELETE FROM orders WHERE shop = '${SHOP}' AND order_id BETWEEN '${lo}' AND '${hi}'`);
+    await stack.exec(`DELETE FROM orders WHERE shop = '${SHOP}' AND order_id BETWEEN '${lo}' AND '${hi}'`);
     await c.setMode('eu', 'manual', 'e2e: restore');
   }
 });

@@ -196,8 +196,8 @@ test('a row from before typed inputs falls back to its body while it lasts; once
   await sendOk(withBody.raw);
   // What a row written before migration 0010 looks like: no typed inputs, no lines.
   for (const id of [withBody.id, without.id]) {
-    await stack.sql(`UPDATE orders SET inputs_v = NULL, ship_present = NULL, ship_name = NULL, ship_address1 = NULL, tags = NULL, ship_methods = NULL WHERE order_id = '${id}'`);
-    await stack.sql(`DELETE FROM order_lines WHERE order_id = '${id}'`);
+    await stack.exec(`UPDATE orders SET inputs_v = NULL, ship_present = NULL, ship_name = NULL, ship_address1 = NULL, tags = NULL, ship_methods = NULL WHERE order_id = '${id}'`);
+    await stack.exec(`DELETE FROM order_lines WHERE order_id = '${id}'`);
     assert.equal(await c.stateOf(id), 'hold/inventory');
   }
   await loadStock(sku, 10);

@@ -53,9 +53,10 @@ test('a valid delivery is recorded once, with its metadata and exact order id', 
 test('the same delivery five times at once makes one row and four duplicates', async () => {
   const id = randomUUID();
   const results = await Promise.all(Array.from({ length: 5 }, () => send(order, { webhookId: id })));
-  assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200, 200]);
+  const answers = JSON.stringify(results.map((r) => [r.status, r.body]));
+  assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200, 200], answers);
   const statuses = results.map((r) => r.body.status).sort();
-  assert.deepEqual(statuses, ['accepted', 'duplicate', 'duplicate', 'duplicate', 'duplicate']);
+  assert.deepEqual(statuses, ['accepted', 'duplicate', 'duplicate', 'duplicate', 'duplicate'], answers);
   assert.equal((await rowsFor(id)).length, 1);
 });
 

@@ -2,7 +2,7 @@
 // Worker, wrangler.ops.toml, behind its service binding) with their own throwaway state,
 // secrets and a fake downstream, and tears every process down again, even when a test fails.
 import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -57,6 +57,22 @@ async function waitFor(url, child, logs, timeoutMs = 90_000) {
   throw new Error(`wrangler dev did not come up in ${timeoutMs} ms:\n${logs.join('')}`);
 }
 
+const D1_PY = join(ROOT, 'tests', 'support', 'd1.py');
+
+/** The local D1 database's SQLite file in a stack's state (one database: `orderlane`). */
+function d1File(persist) {
+  const dir = join(persist, 'v3', 'd1', 'miniflare-D1DatabaseObject');
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.sqlite') && f !== 'metadata.sqlite') : [];
+  if (files.length !== 1) throw new Error(`expected one D1 database file in ${dir}, found ${files.length}`);
+  return join(dir, files[0]);
+}
+
+async function d1(persist, command, write) {
+  const args = [D1_PY, d1File(persist), ...(write ? ['--write'] : []), command];
+  const { stdout } = await run('python3', args, { maxBuffer: 64 << 20 });
+  return JSON.parse(stdout);
+}
+
 /**
  * The ops Worker's config for one stack. `wrangler dev` gives `--var` to the first Worker only;
  * a second Worker reads the `.dev.vars` beside its config, so the config is copied into the
@@ -79,7 +95,7 @@ function opsConfig(persist, vars) {
  * `migrate: false` (leave D1 without its schema, to see storage failures), `ops: false` (the lane
  * Worker alone, its OPS binding unanswered), `opsVars` (the ops Worker's vars differ: a value, or
  * `undefined` to leave one out).
- * Returns { url, fake, persist, sql(), kvPut(), stop(), logs }.
+ * Returns { url, fake, persist, sql(), exec(), wranglerSql(), kvPut(), stop(), logs }.
  */
 export async function startStack({ vars = {}, downstream = {}, migrate = true, ops = true, opsVars = {} } = {}) {
   if (!existsSync(join(ROOT, 'build', 'worker', 'shim.mjs')) || !existsSync(join(ROOT, 'build-ops', 'worker', 'shim.mjs'))) {
@@ -138,8 +154,19 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true, o
     logs,
     /** How long the lane Worker's routing reuses a lane mode it read (var MODE_CACHE_MS). */
     modeCacheMs: Number(allVars.MODE_CACHE_MS),
-    /** Rows of a read-only query against the local D1, via `wrangler d1 execute --local`. */
+    /** Rows of a read-only query, read from the local D1's SQLite file (tests/support/d1.py). */
     async sql(command) {
+      return d1(persist, command, false);
+    },
+    /** A change to the local D1 made behind the Workers' backs, to set up a state. */
+    async exec(command) {
+      return d1(persist, command, true);
+    },
+    /**
+     * Rows of a query run as the README's commands run it (`wrangler d1 execute --local`). Its
+     * second runtime can make a concurrent Worker write fail, so only the docs' own tests use it.
+     */
+    async wranglerSql(command) {
       // The Worker holds the same SQLite file; a read from this second process can meet its
       // write lock under load, so busy answers are retried.
       for (let attempt = 1; ; attempt++) {
