@@ -59,7 +59,10 @@ async function waitFor(url, child, logs, timeoutMs = 90_000) {
 
 const D1_PY = join(ROOT, 'tests', 'support', 'd1.py');
 
-/** The local D1 database's SQLite file in a stack's state (one database: `orderlane`). */
+/**
+ * The local D1 database's SQLite file in a stack's state, found while it is the only one (the
+ * go-live runbook later adds staging's beside it).
+ */
 function d1File(persist) {
   const dir = join(persist, 'v3', 'd1', 'miniflare-D1DatabaseObject');
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.sqlite') && f !== 'metadata.sqlite') : [];
@@ -67,8 +70,8 @@ function d1File(persist) {
   return join(dir, files[0]);
 }
 
-async function d1(persist, command, write) {
-  const args = [D1_PY, d1File(persist), ...(write ? ['--write'] : []), command];
+async function d1(file, command, write) {
+  const args = [D1_PY, file, ...(write ? ['--write'] : []), command];
   const { stdout } = await run('python3', args, { maxBuffer: 64 << 20 });
   return JSON.parse(stdout);
 }
@@ -90,14 +93,33 @@ function opsConfig(persist, vars) {
   return join(dir, 'wrangler.toml');
 }
 
+/** The lane Worker's config without its `OPS` service binding (a deploy that left it out). */
+function laneConfigWithoutOps(persist) {
+  const dir = join(persist, 'lane');
+  mkdirSync(dir, { recursive: true });
+  const original = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8');
+  const toml = original
+    .replace(/^\[build\]\n(#.*\n)*command = .*\n/m, '')
+    .replace(/^\[\[services\]\]\nbinding = "OPS"\nservice = "orderlane-ops"\n/m, '')
+    .replace(/^main = "(.*)"$/m, (_, p) => `main = ${JSON.stringify(join(ROOT, p))}`)
+    .replace(/^migrations_dir = "(.*)"$/gm, (_, p) => `migrations_dir = ${JSON.stringify(join(ROOT, p))}`);
+  if (/^\[\[services\]\]/m.test(toml) || /^\[build\]/m.test(toml) || toml === original) {
+    throw new Error('wrangler.toml changed shape: the OPS binding or [build] was not left out');
+  }
+  writeFileSync(join(dir, 'wrangler.toml'), toml);
+  return join(dir, 'wrangler.toml');
+}
+
 /**
  * Starts one stack. Options: `vars` (extra vars/secrets), `downstream` (fake server options),
  * `migrate: false` (leave D1 without its schema, to see storage failures), `ops: false` (the lane
- * Worker alone, its OPS binding unanswered), `opsVars` (the ops Worker's vars differ: a value, or
+ * Worker alone, its OPS binding unanswered), `opsBinding: false` (the lane Worker alone, deployed
+ * without the OPS binding), `opsVars` (the ops Worker's vars differ: a value, or
  * `undefined` to leave one out).
  * Returns { url, fake, persist, sql(), exec(), wranglerSql(), kvPut(), stop(), logs }.
  */
-export async function startStack({ vars = {}, downstream = {}, migrate = true, ops = true, opsVars = {} } = {}) {
+export async function startStack({ vars = {}, downstream = {}, migrate = true, ops = true, opsBinding = true, opsVars = {} } = {}) {
+  if (!opsBinding) ops = false;
   if (!existsSync(join(ROOT, 'build', 'worker', 'shim.mjs')) || !existsSync(join(ROOT, 'build-ops', 'worker', 'shim.mjs'))) {
     throw new Error('build/ or build-ops/ is missing: run `make build` (or `make test`, which builds first)');
   }
@@ -109,6 +131,11 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true, o
   if (migrate) {
     await run(WRANGLER, ['d1', 'migrations', 'apply', 'orderlane', '--local', '--persist-to', persist], { cwd: ROOT, env });
   }
+  let dbFile;
+  if (migrate) {
+    try { dbFile = d1File(persist); } catch (e) { await fake.close(); throw e; }
+  }
+  const db = () => (dbFile ??= d1File(persist));
   const port = await freePort();
   const inspector = await freePort();
   const allVars = {
@@ -125,7 +152,8 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true, o
     ...vars,
   };
   const opsEnv = Object.fromEntries(Object.entries({ ...allVars, ...opsVars }).filter(([, v]) => v !== undefined));
-  const configs = ['-c', join(ROOT, 'wrangler.toml'), ...(ops ? ['-c', opsConfig(persist, opsEnv)] : [])];
+  const lane = opsBinding ? join(ROOT, 'wrangler.toml') : laneConfigWithoutOps(persist);
+  const configs = ['-c', lane, ...(ops ? ['-c', opsConfig(persist, opsEnv)] : [])];
   const args = ['dev', ...configs, '--port', String(port), '--ip', '127.0.0.1', '--inspector-port', String(inspector),
     '--persist-to', persist, '--test-scheduled', '--log-level', 'info'];
   for (const [k, v] of Object.entries(allVars)) args.push('--var', `${k}:${v}`);
@@ -156,11 +184,11 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true, o
     modeCacheMs: Number(allVars.MODE_CACHE_MS),
     /** Rows of a read-only query, read from the local D1's SQLite file (tests/support/d1.py). */
     async sql(command) {
-      return d1(persist, command, false);
+      return d1(db(), command, false);
     },
     /** A change to the local D1 made behind the Workers' backs, to set up a state. */
     async exec(command) {
-      return d1(persist, command, true);
+      return d1(db(), command, true);
     },
     /**
      * Rows of a query run as the README's commands run it (`wrangler d1 execute --local`). Its
