@@ -1,5 +1,5 @@
 // The two Workers: the lane Worker passes /admin and /console to the ops Worker, takes
-// deliveries without it, and its deep health check says when the two disagree.
+// deliveries without it (or without its binding), and its health checks say when the two disagree.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack, admin, ADMIN_TOKEN, FULFILMENT_SECRET, SECRET, SHOP } from '../support/stack.mjs';
@@ -78,5 +78,32 @@ describe('the lane Worker alone', () => {
     assert.equal(deep.ok, false);
     assert.deepEqual(deep.incomplete, ['OPS']);
     assert.match(deep.ops.error, /ops Worker/);
+  });
+});
+
+describe('the lane Worker deployed without its OPS binding', () => {
+  let stack;
+  before(async () => { stack = await startStack({ opsBinding: false }); });
+  after(async () => { await stack?.stop(); });
+
+  test('deliveries are still recorded; the operator side and both health checks name the missing binding', async () => {
+    const o = orderJson();
+    const r = await deliver(stack.url, o.raw, { secret: SECRET, shop: SHOP });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const rows = await stack.sql(`SELECT state, reason FROM orders WHERE order_id = '${o.id}'`);
+    assert.deepEqual(rows, [{ state: 'hold', reason: 'manual' }]);
+    for (const path of ['/admin/stock', '/console']) {
+      const a = await fetch(`${stack.url}${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      assert.equal(a.status, 503, path);
+      const body = await a.json();
+      assert.equal(body.error, 'ops_unavailable', path);
+      assert.match(body.detail, /binding is missing/, path);
+    }
+    const plain = await health(stack);
+    assert.equal(plain.ok, false);
+    assert.deepEqual(plain.incomplete, ['OPS'], 'the plain check sees the missing binding without a call');
+    const deep = await health(stack, '?deep=1');
+    assert.deepEqual([deep.ok, deep.incomplete], [false, ['OPS']]);
+    assert.match(deep.ops.error, /OPS service binding is missing/);
   });
 });
