@@ -12,6 +12,26 @@ const health = async (stack, query = '') => {
   return r.json();
 };
 
+/** Without the ops Worker, a delivery is still recorded and routed (held: lanes start manual). */
+async function deliveryIsHeld(stack) {
+  const o = orderJson();
+  const r = await deliver(stack.url, o.raw, { secret: SECRET, shop: SHOP });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const rows = await stack.sql(`SELECT state, reason FROM orders WHERE order_id = '${o.id}'`);
+  assert.deepEqual(rows, [{ state: 'hold', reason: 'manual' }]);
+}
+
+/** The operator side answers 503 ops_unavailable, its detail matching `detail`. */
+async function operatorSideUnavailable(stack, detail) {
+  for (const path of ['/admin/stock', '/console']) {
+    const a = await fetch(`${stack.url}${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    assert.equal(a.status, 503, path);
+    const body = await a.json();
+    assert.equal(body.error, 'ops_unavailable', path);
+    assert.match(body.detail, detail, path);
+  }
+}
+
 describe('both Workers with the same configuration', () => {
   let stack;
   before(async () => { stack = await startStack(); });
@@ -64,16 +84,8 @@ describe('the lane Worker alone', () => {
   after(async () => { await stack?.stop(); });
 
   test('deliveries are still recorded and answered 200; the operator side answers 503 ops_unavailable', async () => {
-    const o = orderJson();
-    const r = await deliver(stack.url, o.raw, { secret: SECRET, shop: SHOP });
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    const rows = await stack.sql(`SELECT state, reason FROM orders WHERE order_id = '${o.id}'`);
-    assert.deepEqual(rows, [{ state: 'hold', reason: 'manual' }]);
-    for (const path of ['/admin/stock', '/console']) {
-      const a = await fetch(`${stack.url}${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-      assert.equal(a.status, 503, path);
-      assert.equal((await a.json()).error, 'ops_unavailable', path);
-    }
+    await deliveryIsHeld(stack);
+    await operatorSideUnavailable(stack, /did not answer/);
     const deep = await health(stack, '?deep=1');
     assert.equal(deep.ok, false);
     assert.deepEqual(deep.incomplete, ['OPS']);
@@ -87,18 +99,8 @@ describe('the lane Worker deployed without its OPS binding', () => {
   after(async () => { await stack?.stop(); });
 
   test('deliveries are still recorded; the operator side and both health checks name the missing binding', async () => {
-    const o = orderJson();
-    const r = await deliver(stack.url, o.raw, { secret: SECRET, shop: SHOP });
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    const rows = await stack.sql(`SELECT state, reason FROM orders WHERE order_id = '${o.id}'`);
-    assert.deepEqual(rows, [{ state: 'hold', reason: 'manual' }]);
-    for (const path of ['/admin/stock', '/console']) {
-      const a = await fetch(`${stack.url}${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-      assert.equal(a.status, 503, path);
-      const body = await a.json();
-      assert.equal(body.error, 'ops_unavailable', path);
-      assert.match(body.detail, /binding is missing/, path);
-    }
+    await deliveryIsHeld(stack);
+    await operatorSideUnavailable(stack, /binding is missing/);
     const plain = await health(stack);
     assert.equal(plain.ok, false);
     assert.deepEqual(plain.incomplete, ['OPS'], 'the plain check sees the missing binding without a call');
