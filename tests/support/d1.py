@@ -1,9 +1,9 @@
 """Reads (or, with --write, changes) a local D1 database file directly.
 
-`wrangler d1 execute --local` opens the file in a second runtime whose storage start-up takes
-SQLite's write lock, and a Worker write that meets that lock fails (SQLITE_BUSY) and is answered
-503. A read-only connection takes no write lock, so a test's look at D1 cannot change what the
-Worker answers.
+`wrangler d1 execute --local` opens the file in a second runtime that takes SQLite's write lock
+for part of its run (and outlives the command by a little); a Worker write that meets the lock
+fails (SQLITE_BUSY) and is answered 503. A read-only connection takes no write lock, so a test's
+look at D1 cannot change what the Worker answers.
 
 usage: d1.py DB_FILE [--write] SQL   prints the rows as a JSON array of objects
 """

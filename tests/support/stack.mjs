@@ -128,11 +128,9 @@ export async function startStack({ vars = {}, downstream = {}, migrate = true, o
   // ~/.config/.wrangler/logs and never prunes it: keep this stack's with its state, removed at stop.
   const env = { ...QUIET_ENV, WRANGLER_LOG_PATH: join(persist, 'wrangler-logs') };
   const fake = await startFakeDownstream(downstream);
-  if (migrate) {
-    await run(WRANGLER, ['d1', 'migrations', 'apply', 'orderlane', '--local', '--persist-to', persist], { cwd: ROOT, env });
-  }
   let dbFile;
   if (migrate) {
+    await run(WRANGLER, ['d1', 'migrations', 'apply', 'orderlane', '--local', '--persist-to', persist], { cwd: ROOT, env });
     try { dbFile = d1File(persist); } catch (e) { await fake.close(); throw e; }
   }
   const db = () => (dbFile ??= d1File(persist));
